@@ -1,0 +1,106 @@
+"""The one error tree of llm-lineage. Every module raises these; the API maps them to HTTP statuses in one place.
+
+    LineageError
+    ├── ConfigError                    bad setting or unsupported URL scheme
+    ├── NotFoundError                  an ID that is not in the index (HTTP 404)
+    ├── InvalidRequestError            a query the API cannot answer as asked (HTTP 400)
+    ├── EventError                     something is wrong with one event
+    │   ├── SerializationError         a value cannot be encoded to Avro (names the field)
+    │   ├── DeserializationError       bytes cannot be decoded into an event
+    │   │   ├── MalformedEventError    bad framing, truncated or corrupt Avro, non-UTF-8 text
+    │   │   └── UnknownSchemaError     schema ID not in the registry
+    │   ├── EventValidationError       decodes/parses but breaks a rule (missing field, wrong type)
+    │   └── EventTooLargeError         over the configured size limit (HTTP 413)
+    ├── LogError                       the event log cannot be used
+    │   └── LogUnavailableError        transient: the SDK spools and retries
+    ├── IndexError_                    the lineage index cannot be used
+    └── RecorderError                  the SDK cannot accept or deliver records
+        ├── RecorderClosedError
+        ├── RecorderOverloadedError    the bounded queue stayed full past the block timeout
+        └── RecordsRejectedError       records the background writer could not encode
+"""
+
+from __future__ import annotations
+
+
+class LineageError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(LineageError):
+    pass
+
+
+class NotFoundError(LineageError):
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class InvalidRequestError(LineageError):
+    pass
+
+
+class EventError(LineageError):
+    pass
+
+
+class SerializationError(EventError):
+    pass
+
+
+class DeserializationError(EventError):
+    pass
+
+
+class MalformedEventError(DeserializationError):
+    pass
+
+
+class UnknownSchemaError(DeserializationError):
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"unknown schema id {schema_id}: not in the schema registry")
+        self.schema_id = schema_id
+
+
+class EventValidationError(EventError):
+    pass
+
+
+class EventTooLargeError(EventError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"event is {size} bytes, over the limit of {limit} bytes (LINEAGE_MAX_EVENT_BYTES)")
+        self.size = size
+        self.limit = limit
+
+
+class LogError(LineageError):
+    pass
+
+
+class LogUnavailableError(LogError):
+    """The log cannot be written right now; retrying later may succeed."""
+
+
+class IndexError_(LineageError):  # trailing underscore: do not shadow the builtin IndexError
+    pass
+
+
+class RecorderError(LineageError):
+    pass
+
+
+class RecorderClosedError(RecorderError):
+    pass
+
+
+class RecorderOverloadedError(RecorderError):
+    pass
+
+
+class RecordsRejectedError(RecorderError):
+    def __init__(self, problems: list[str]) -> None:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        super().__init__(f"{len(problems)} record(s) could not be encoded and were not recorded: {shown}")
+        self.problems = problems
