@@ -1,0 +1,131 @@
+"""The embedded runner: tails a readable log and applies the projectors in batches.
+
+Each batch (rows, dead letters and the next offset) is one index transaction, so a crash at any moment
+either applied a batch whole or not at all, and the runner resumes from the stored position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from schemas.codec import Codec
+from schemas.errors import DeserializationError, LineageError
+from streams.projector import SourceEvent, project
+from streams.store import DeadLetter, IndexStore
+
+log = logging.getLogger("llm_lineage.runner")
+
+
+class SourceRecord(Protocol):
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes: ...
+
+
+class LogSource(Protocol):
+    """What the runner needs of a log (the embedded SQLite and memory logs fit this)."""
+
+    partition: int
+
+    def read(self, offset: int, limit: int) -> list[SourceRecord]: ...  # type: ignore[misc]
+    def end_offset(self) -> int: ...
+
+
+def decode_batch(
+    codec: Codec, partition: int, records: list[SourceRecord]
+) -> tuple[list[SourceEvent], list[DeadLetter]]:
+    """Decode what decodes; everything else becomes a dead letter naming why, and the stream moves on."""
+    good: list[SourceEvent] = []
+    bad: list[DeadLetter] = []
+    for rec in records:
+        try:
+            good.append(SourceEvent(partition, rec.offset, rec.value, codec.decode(rec.value)))
+        except DeserializationError as exc:
+            bad.append(DeadLetter(partition, rec.offset, str(exc), rec.value))
+    return good, bad
+
+
+class EmbeddedRunner:
+    def __init__(
+        self,
+        source: LogSource,
+        store: IndexStore,
+        *,
+        codec: Codec | None = None,
+        batch_size: int = 2000,
+        poll_interval: float = 0.05,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.source, self.store = source, store
+        self.codec = codec or Codec()
+        self.batch_size, self.poll_interval = batch_size, poll_interval
+        self.on_batch = on_batch  # (events applied, dead letters) after each commit
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.applied = 0
+        self.dead = 0
+
+    def run_once(self) -> int:
+        """Process one batch; returns the number of log records consumed (0 when caught up)."""
+        partition = self.source.partition
+        start = self.store.position(partition)
+        records = self.source.read(start, self.batch_size)
+        if not records:
+            return 0
+        good, bad = decode_batch(self.codec, partition, records)
+        self.store.apply(project(good), partition=partition, next_offset=records[-1].offset + 1, dead_letters=bad)
+        self.applied += len(good)
+        self.dead += len(bad)
+        for d in bad:
+            log.warning("dead letter at partition %d offset %d: %s", d.partition, d.offset, d.reason)
+        if self.on_batch is not None:
+            self.on_batch(len(good), len(bad))
+        return len(records)
+
+    def catch_up(self) -> int:
+        """Process until the log has nothing new; returns records consumed."""
+        total = 0
+        while n := self.run_once():
+            total += n
+        return total
+
+    def lag(self) -> int:
+        return max(0, self.source.end_offset() - self.store.position(self.source.partition))
+
+    def run_forever(self) -> None:
+        backoff = self.poll_interval
+        while not self._stop.is_set():
+            try:
+                n = self.run_once()
+                backoff = self.poll_interval
+            except LineageError as exc:
+                # The log or index is briefly unusable (locked, restarting); nothing was committed.
+                log.warning("runner: %s; retrying in %.2fs", exc, backoff)
+                n, backoff = 0, min(5.0, backoff * 2)
+            if n < self.batch_size:
+                self._stop.wait(backoff)
+
+    def start(self) -> None:
+        def main() -> None:
+            try:
+                self.run_forever()
+            except BaseException as exc:  # surfaced by /readyz; the process supervisor restarts us
+                self.error = exc
+                log.exception("runner stopped")
+
+        self._thread = threading.Thread(target=main, name="llm-lineage-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

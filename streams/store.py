@@ -1,0 +1,121 @@
+"""The index store: writes projected rows and the consumer position in one transaction (effects exactly
+once), for SQLite and PostgreSQL through SQLAlchemy Core. `open_index(url)` picks the backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Insert, Table, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.errors import ConfigError, IndexError_
+from streams import tables as t
+from streams.projector import RowBatch
+
+DEFAULT_PROJECTOR = "lineage"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    reason: str
+    raw: bytes
+
+
+def open_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs; creates the index tables if missing."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        if not url.startswith("postgresql+psycopg://"):
+            raise ConfigError(f"use the psycopg 3 driver for PostgreSQL: postgresql+psycopg://… (got {url!r})")
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    else:
+        raise ConfigError(f"unsupported index URL {url!r}; use sqlite:///path/index.db or postgresql+psycopg://…")
+    try:
+        t.metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise IndexError_(f"cannot open the lineage index at {engine.url!r}: {exc}") from exc
+    return engine
+
+
+def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+    cur = conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is safe against process crashes in WAL mode; the index can be rebuilt from the log anyway.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+class IndexStore:
+    """Writes one RowBatch plus dead letters plus the new position, atomically."""
+
+    def __init__(self, engine: Engine, *, projector: str = DEFAULT_PROJECTOR) -> None:
+        self.engine = engine
+        self.projector = projector
+        self._dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        self._ignore = {table.name: self._insert(table).on_conflict_do_nothing() for table in t.metadata.sorted_tables}
+        upsert = self._insert(t.positions)
+        self._position_stmt = upsert.on_conflict_do_update(
+            index_elements=["projector", "log_partition"],
+            set_={"next_offset": upsert.excluded.next_offset, "updated_at": upsert.excluded.updated_at},
+        )
+
+    def _insert(self, table: Table) -> Any:
+        stmt: Insert = self._dialect.insert(table)
+        return stmt
+
+    def position(self, partition: int = 0) -> int:
+        """The next offset to process on `partition` (0 when nothing was processed)."""
+        query = select(t.positions.c.next_offset).where(
+            t.positions.c.projector == self.projector, t.positions.c.log_partition == partition
+        )
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(query).scalar()
+        except SQLAlchemyError as exc:
+            raise IndexError_(f"cannot read the consumer position: {exc}") from exc
+        return int(value or 0)
+
+    def apply(
+        self, rows: RowBatch, *, partition: int, next_offset: int, dead_letters: Sequence[DeadLetter] = ()
+    ) -> None:
+        now = time.time_ns() // 1000
+        writes: list[tuple[str, list[dict[str, Any]]]] = [
+            ("bundles", list(rows.bundles.values())),
+            ("prompts", list(rows.prompts.values())),
+            ("models", list(rows.models.values())),
+            ("documents", list(rows.documents.values())),
+            ("consumers", list(rows.consumers.values())),
+            ("outputs", rows.outputs),
+            ("edges", list(rows.edges.values())),
+            ("consumptions", rows.consumptions),
+            ("alias_moves", rows.aliases),
+            ("dead_letters", [
+                {"log_partition": d.partition, "log_offset": d.offset, "reason": d.reason, "raw": d.raw,
+                 "recorded_at": now} for d in dead_letters
+            ]),
+        ]
+        try:
+            with self.engine.begin() as conn:
+                for name, batch in writes:
+                    if batch:
+                        conn.execute(self._ignore[name], batch)
+                conn.execute(self._position_stmt, {
+                    "projector": self.projector, "log_partition": partition, "next_offset": next_offset,
+                    "updated_at": now,
+                })
+        except SQLAlchemyError as exc:
+            raise IndexError_(f"cannot write to the lineage index: {exc}") from exc
