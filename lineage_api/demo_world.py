@@ -1,15 +1,17 @@
-"""The simulated world behind `lineage demo`: regional weather, metered load, the documents a forecast
-retrieves, and the stand-in "model" that turns them into a day-ahead forecast. Pure functions of a seed."""
+"""The simulated world behind `lineage demo`: regional weather, metered load, the documents and prompts a
+forecast is built from, and the stand-in "model" that turns them into numbers. Pure functions of a seed."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from producers.values import Document
+from producers.values import Document, Prompt, PromptTemplate
 
 # Winter-evening-peaking demand shape, relative to the daily mean (hour 0..23, UTC taken as local time).
 _SHAPE = (0.80, 0.76, 0.74, 0.73, 0.74, 0.79, 0.90, 1.02, 1.08, 1.06, 1.03, 1.01,
@@ -257,3 +259,36 @@ def summary_text(s: dict[str, Any]) -> str:
     if s["missing_regions"]:
         text += f" No forecast for {', '.join(s['missing_regions'])}: use the previous issue there."
     return text
+
+
+_SYSTEM = ("You are the day-ahead load forecasting assistant of a regional grid operator. Your forecasts feed "
+           "unit commitment: be conservative on peaks, and say so when inputs look stale or incomplete.")
+_TASK = ("Issue time: {issue_time}\nRegion: {region}\nTarget day: {target_date} ({weekday})\n\n"
+         "Retrieved context:\n{context}\n\nForecast the hourly load in MW for the target day. ")
+TEMPLATE_V3 = PromptTemplate(template_id="grid.day_ahead_load", version="3", text=_TASK + (
+    "Reply with JSON (hourly_mw, peak_mw, peak_hour, min_mw, min_hour, confidence) and one short paragraph "
+    "for the dispatch engineer."))
+TEMPLATE_V4 = PromptTemplate(template_id="grid.day_ahead_load", version="4", text=_TASK + (
+    "Reply with JSON (hourly_mw, peak_mw, peak_hour, min_mw, min_hour, energy_mwh, confidence with a "
+    "calibrated 90% band on the peak, drivers) and one short paragraph for the dispatch engineer naming the "
+    "main drivers. Use the analogue day only to shape the profile, not its level."))
+SUMMARY_TEMPLATE = PromptTemplate(template_id="grid.system_summary", version="2", text=(
+    "Issue time: {issue_time}\nTarget day: {target_date}\n\nRegional forecasts:\n{regional}\n\n"
+    "Add the regional hourly forecasts into the system forecast, report the coincident peak and its hour, "
+    "and list regions without a forecast. Reply with JSON and one sentence for the dispatch planner."))
+
+
+def regional_prompt(ctx: Context, template: PromptTemplate, docs: Sequence[Document]) -> Prompt:
+    return template.render(
+        system=_SYSTEM, region=ctx.region, target_date=ctx.target.isoformat(), weekday=f"{ctx.target:%A}",
+        issue_time=f"{ctx.issue:%Y-%m-%d %H:%M}Z",
+        context="\n".join(f"- [{d.doc_id}@{d.version}] {d.content}" for d in docs))
+
+
+def summary_prompt(issue: datetime, regional: dict[str, dict[str, Any] | None]) -> Prompt:
+    lines = [f"- {region}: " + (json.dumps({k: fc[k] for k in ("peak_mw", "peak_hour", "hourly_mw")})
+                                if fc else "no forecast (provider error)") for region, fc in regional.items()]
+    return SUMMARY_TEMPLATE.render(
+        system="You consolidate regional load forecasts for the system dispatch planner. Do not re-forecast.",
+        issue_time=f"{issue:%Y-%m-%d %H:%M}Z", target_date=(issue.date() + timedelta(days=1)).isoformat(),
+        regional="\n".join(lines))

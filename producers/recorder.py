@@ -38,7 +38,7 @@ from producers.values import (
 from producers.writer import Writer
 from schemas.codec import DEFAULT_MAX_EVENT_BYTES, Codec
 from schemas.errors import RecorderClosedError, RecorderError, RecorderOverloadedError, RecordsRejectedError
-from schemas.ids import event_id_text, output_id_from, uuid7_bytes
+from schemas.ids import event_id_text, output_id_from, uuid7_at, uuid7_bytes
 
 log = logging.getLogger("llm_lineage.recorder")
 
@@ -111,7 +111,7 @@ class Recorder:
     ) -> str:
         """Record one LLM request; returns its output ID at once. Encoding happens on the writer."""
         now_ns = time.time_ns()
-        raw = uuid7_bytes(now_ns if occurred_at is None else _ns(occurred_at))
+        raw = uuid7_bytes(now_ns) if occurred_at is None else uuid7_at(_ns(occurred_at))
         output_id = output_id_from(raw)
         self._enqueue((
             _INFERENCE, raw, output_id, now_ns // 1000, occurred_at, tenant or self.tenant, feature, prompt,

@@ -14,6 +14,12 @@ _seq = 0
 _rand = random.SystemRandom()
 
 
+def uuid7_at(when_ns: int) -> bytes:
+    """A UUIDv7 for an explicit time (a backfilled or simulated event): no monotonic clamp, random counter."""
+    value = ((when_ns // 1_000_000) << 80) | (0x7 << 76) | (_rand.getrandbits(12) << 64) | (0b10 << 62)
+    return (value | _rand.getrandbits(62)).to_bytes(16, "big")
+
+
 def uuid7_bytes(now_ns: int | None = None) -> bytes:
     """16 bytes of a UUIDv7 (RFC 9562): 48-bit Unix ms, version, 12-bit counter, variant, 62 random bits.
 

@@ -1,0 +1,41 @@
+"""Settings from the environment (LINEAGE_*) and flags. With none set, everything lives under ./lineage-data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.codec import DEFAULT_MAX_EVENT_BYTES
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINEAGE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("lineage-data"), description="Where the embedded log, index and spool live.")
+    log_url: str | None = Field(default=None, description="Event log; default sqlite:///<data-dir>/log.db")
+    index_url: str | None = Field(default=None, description="Lineage index; default sqlite:///<data-dir>/index.db")
+    archive_url: str | None = Field(default=None, description="Archive store; default file://<data-dir>/archive")
+    schema_registry_url: str | None = None
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8600, ge=0, le=65535)
+    runner_batch_size: int = Field(default=2000, gt=0)
+
+    @property
+    def resolved_log_url(self) -> str:
+        return self.log_url or f"sqlite:///{self.data_dir.resolve() / 'log.db'}"
+
+    @property
+    def resolved_index_url(self) -> str:
+        return self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.db'}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir.resolve() / "spool"
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A batch POST may carry many events; cap the body so one request cannot exhaust memory."""
+        return self.max_event_bytes * 8
