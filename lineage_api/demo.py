@@ -4,7 +4,6 @@ recorded through the SDK. Deterministic for a seed; no network: the "model" live
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,16 +40,17 @@ _FALLBACK = ModelCall(provider="eastgate-llm", requested="eg-forecaster-2", serv
                       fingerprint="eg-2.3.1", endpoint="https://inference.eastgate.example/v2/generate",
                       region="eu-central")
 _RETRIEVAL_V1 = RetrievalConfig(config_id="grid-context", settings={
-    "index": "grid-context-2026-11", "sources": ["met-service", "scada-historian", "ops-calendar"],
+    "index": "grid-context-2026-11", "sources": ("met-service", "scada-historian", "ops-calendar"),
     "top_k": 3, "max_age_hours": 12})
 _RETRIEVAL_V2 = RetrievalConfig(config_id="grid-context", settings={**_RETRIEVAL_V1.settings, "top_k": 5})
 _PARAMS = Params(temperature=0.2, max_tokens=1200, seed=20261101, response_format="json_object")
 _SUMMARY_PARAMS = Params(temperature=0.0, max_tokens=800, seed=20261101, response_format="json_object")
-_PRICES = {"northwind-ai": (2.5, 10.0), "eastgate-llm": (1.2, 4.8)}  # USD per 1M tokens == µUSD per token
 _KEEP = Classification(retention_class="operational-7y", pii=False)
 _TIMEOUT_MS = 30_000.0
 _TIMED_OUT = Attempt(provider=_REQUESTED.provider, model=_REQUESTED.requested, status="TIMEOUT",
                      error="ReadTimeout: no response within 30 s", latency_ms=_TIMEOUT_MS)
+_ALL_FAILED = ("ProviderUnavailableError",
+               "all providers failed: northwind-ai timed out after 30 s, eastgate-llm returned HTTP 503")
 _PLAN_PURPOSE = "day-ahead unit commitment"
 
 
@@ -158,14 +158,6 @@ def _primary(*, after_swap: bool) -> ModelCall:
                      fingerprint=fingerprint, endpoint=_ENDPOINT, region="eu-west")
 
 
-def _usage_cost(provider: str, prompt: Prompt, output: Output) -> tuple[Usage, int]:
-    """Roughly 3.8 characters a token, plus a few tokens of framing per message."""
-    sent = sum(round(len(m.content) / 3.8) + 4 for m in prompt.messages)
-    got = round(len(json.dumps(output.structured) + (output.text or "")) / 3.8)
-    price_in, price_out = _PRICES[provider]
-    return Usage(prompt_tokens=sent, completion_tokens=got), round(sent * price_in + got * price_out)
-
-
 class _Run:
     """One scenario run: the clock, the counters and the outputs made so far."""
 
@@ -174,9 +166,8 @@ class _Run:
         self.rec, self.rng, self.seed, self.regions, self.plan = recorder, rng, seed, regions, plan
         self.progress = progress
         self.total = len(plan.issues) * (len(regions) + 1)
-        self.made: list[_Made] = []
-        self.n_recorded = 0
-        self.dispatched: dict[str, str] = {}  # output_id -> dispatch plan that used it
+        self.made: list[_Made] = []  # one per record() call, in call order
+        self.dispatched: dict[str, str] = {}  # output_id -> the dispatch plan that used it
         self.n_consumed = 0
         self.bundles: list[Bundle] = []
 
@@ -185,7 +176,7 @@ class _Run:
             self.releases(i, issue)
             self.issue(i, issue)
         self.rec.flush()
-        return DemoSummary(forecasts=self.n_recorded, consumed=self.n_consumed, bundles=tuple(self.bundles),
+        return DemoSummary(forecasts=len(self.made), consumed=self.n_consumed, bundles=tuple(self.bundles),
                            sample_outputs=_samples(self.made, self.plan, self.dispatched),
                            model_swap_at=self.plan.model_swap_at)
 
@@ -198,8 +189,8 @@ class _Run:
                                     model=_REQUESTED, retrieval=_RETRIEVAL_V1, params=_PARAMS,
                                     registered_by="release-pipeline", occurred_at=issue - 180 * minute),
                 rec.register_bundle(name="grid-summary", version="2026.10.3", prompt=world.SUMMARY_TEMPLATE,
-                                    model=_REQUESTED, params=_SUMMARY_PARAMS, registered_by="release-pipeline",
-                                    occurred_at=issue - 179 * minute),
+                                    model=_REQUESTED, params=_SUMMARY_PARAMS,
+                                    registered_by="release-pipeline", occurred_at=issue - 179 * minute),
             ]
             for feature, bundle in ((FEATURE, self.bundles[0]), (SUMMARY_FEATURE, self.bundles[1])):
                 rec.move_alias(feature=feature, alias="production", bundle=bundle, reason="initial release",
@@ -207,7 +198,8 @@ class _Run:
         elif i == plan.canary_at:
             self.bundles.append(rec.register_bundle(
                 name="grid-forecast", version="2026.11.2", prompt=world.TEMPLATE_V4, model=_REQUESTED,
-                retrieval=_RETRIEVAL_V2, params=_PARAMS, registered_by="release-pipeline", occurred_at=issue - 150 * minute))
+                retrieval=_RETRIEVAL_V2, params=_PARAMS, registered_by="release-pipeline",
+                occurred_at=issue - 150 * minute))
             rec.move_alias(feature=FEATURE, alias="canary", bundle=self.bundles[2], weight=0.1,
                            reason="canary: template v4 with a calibrated peak band, retrieval top_k 3 -> 5",
                            approver="forecasting-lead", evaluation_ref=f"eval_{issue:%Y_%m_%d}_offline",
@@ -227,48 +219,45 @@ class _Run:
         trace = f"trc_{self.rng.getrandbits(64):016x}"
         clock = issue + timedelta(seconds=self.rng.uniform(20, 90))
         forecasts: dict[str, dict[str, Any] | None] = {}
-        regional: list[_Made] = []
         for k, region in enumerate(self.regions):
-            made, forecasts[region], clock = self.forecast(i, k, world.gather_context(self.seed, region, issue),
-                                                           trace, clock)
-            regional.append(made)
-        summary, clock = self.summary(issue, trace, clock, regional, forecasts)
-        self.made += [*regional, summary]
-        self.consume(issue, clock, regional, summary)
+            ctx = world.gather_context(self.seed, region, issue)
+            forecasts[region], clock = self.forecast(i, k, ctx, trace, clock)
+        regional = self.made[-len(self.regions):]
+        clock = self.summary(issue, trace, clock, regional, forecasts)
+        self.consume(issue, clock, regional, self.made[-1])
 
     def forecast(self, i: int, k: int, ctx: world.Context, trace: str,
-                 clock: datetime) -> tuple[_Made, dict[str, Any] | None, datetime]:
+                 clock: datetime) -> tuple[dict[str, Any] | None, datetime]:
         plan, rng = self.plan, self.rng
         in_canary = plan.canary_at <= i < plan.promote_at
         canary = in_canary and rng.random() < 0.1
         second = canary or i >= plan.promote_at
-        template, config = (world.TEMPLATE_V4, _RETRIEVAL_V2) if second else (world.TEMPLATE_V3, _RETRIEVAL_V1)
+        template, config = (world.TEMPLATE_V4, _RETRIEVAL_V2) if second else \
+            (world.TEMPLATE_V3, _RETRIEVAL_V1)
         docs = world.documents(ctx, top_k=int(config.settings["top_k"]))
-        prompt = world.regional_prompt(ctx, template, docs)
-        retrieval = Retrieval(config_id=config.config_id, documents=docs, query=f"{ctx.region} load {ctx.target}",
-                              config_sha256=sha256_hex(canonical_json(dict(config.settings))))
-        rollout = Rollout(arm="canary", alias="canary", weight=0.1) if canary else \
-            Rollout(arm="stable", alias="production", weight=0.9 if in_canary else 1.0)
         common: dict[str, Any] = {
-            "feature": FEATURE, "prompt": prompt, "bundle": self.bundles[2 if second else 0], "params": _PARAMS,
-            "retrieval": retrieval, "rollout": rollout, "trace_id": trace, "classification": _KEEP}
+            "feature": FEATURE, "prompt": world.regional_prompt(ctx, template, docs), "params": _PARAMS,
+            "bundle": self.bundles[2 if second else 0], "trace_id": trace, "classification": _KEEP,
+            "retrieval": Retrieval(config_id=config.config_id, documents=docs,
+                                   query=f"{ctx.region} load {ctx.target}",
+                                   config_sha256=sha256_hex(canonical_json(config.settings))),
+            "rollout": Rollout(arm="canary", alias="canary", weight=0.1) if canary else
+            Rollout(arm="stable", alias="production", weight=0.9 if in_canary else 1.0),
+        }
         if (i, k) in plan.errors:
             latency = rng.uniform(400, 1200)
             clock += timedelta(milliseconds=round(_TIMEOUT_MS + latency))
             failed = Attempt(provider=_FALLBACK.provider, model=_FALLBACK.requested, status="ERROR",
                              error="HTTP 503: upstream overloaded", latency_ms=round(latency, 1))
-            out_id = self.record(
-                **common, model=ModelCall(provider=_FALLBACK.provider, requested=_FALLBACK.requested),
-                output=Output(), status="ERROR", latency_ms=round(_TIMEOUT_MS + latency, 1),
-                attempts=(_TIMED_OUT, failed), occurred_at=clock, error=(
-                    "ProviderUnavailableError",
-                    "all providers failed: northwind-ai timed out after 30 s, eastgate-llm returned HTTP 503"))
-            return _Made(output_id=out_id, feature=FEATURE, region=ctx.region, issue=ctx.issue, served="",
-                         status="ERROR", fallback=True), None, clock
+            self.record(ctx.region, ctx.issue, fallback=True, **common, output=Output(), status="ERROR",
+                        model=ModelCall(provider=_FALLBACK.provider, requested=_FALLBACK.requested),
+                        latency_ms=round(_TIMEOUT_MS + latency, 1), attempts=(_TIMED_OUT, failed),
+                        occurred_at=clock, error=_ALL_FAILED)
+            return None, clock
         return self.answered(i, k, ctx, common, clock, band=3.5 if second else 4.5)
 
     def answered(self, i: int, k: int, ctx: world.Context, common: dict[str, Any], clock: datetime, *,
-                 band: float) -> tuple[_Made, dict[str, Any], datetime]:
+                 band: float) -> tuple[dict[str, Any], datetime]:
         """A forecast that came back: from the primary, or from the fallback after the primary timed out."""
         rng, fallback = self.rng, (i, k) in self.plan.fallbacks
         if fallback:
@@ -279,37 +268,36 @@ class _Run:
             uplift = rng.uniform(1.015, 1.03) if i >= self.plan.swap_at else 1.0
         fc = world.forecast(ctx, rng, uplift=uplift, band_pct=band)
         output = Output(text=world.forecast_text(fc), structured=fc, finish_reason="stop")
-        usage, cost = _usage_cost(model.provider, common["prompt"], output)
+        usage, cost = world.usage_and_cost(model.provider, common["prompt"], output)
         latency = round(900 + usage.completion_tokens * rng.uniform(9, 14), 1)
         attempts: tuple[Attempt, ...] = ()
         if fallback:
             attempts = (_TIMED_OUT, Attempt(provider=model.provider, model=model.requested, status="OK",
-                                         latency_ms=latency))
+                                            latency_ms=latency))
             latency += _TIMEOUT_MS
         clock += timedelta(milliseconds=round(latency + rng.uniform(200, 1500)))
-        out_id = self.record(**common, model=model, output=output, usage=usage, cost_usd_micros=cost,
-                             latency_ms=latency, attempts=attempts, occurred_at=clock)
-        return _Made(output_id=out_id, feature=FEATURE, region=ctx.region, issue=ctx.issue, served=model.served,
-                     status="OK", fallback=fallback), fc, clock
+        self.record(ctx.region, ctx.issue, fallback=fallback, **common, model=model, output=output,
+                    usage=usage, cost_usd_micros=cost, latency_ms=latency, attempts=attempts,
+                    occurred_at=clock)
+        return fc, clock
 
     def summary(self, issue: datetime, trace: str, clock: datetime, regional: list[_Made],
-                forecasts: dict[str, dict[str, Any] | None]) -> tuple[_Made, datetime]:
+                forecasts: dict[str, dict[str, Any] | None]) -> datetime:
         """The chained call: its parents are the regional outputs it read, and it joins their trace."""
         prompt = world.summary_prompt(issue, forecasts)
         data = world.system_summary(issue.date() + timedelta(days=1), issue, forecasts)
         output = Output(text=world.summary_text(data), structured=data, finish_reason="stop")
-        usage, cost = _usage_cost(_REQUESTED.provider, prompt, output)
+        usage, cost = world.usage_and_cost(_REQUESTED.provider, prompt, output)
         latency = round(700 + usage.completion_tokens * self.rng.uniform(9, 14), 1)
         clock += timedelta(milliseconds=round(latency + self.rng.uniform(500, 3000)))
-        model = _primary(after_swap=issue > self.plan.model_swap_at)
-        out_id = self.record(
-            feature=SUMMARY_FEATURE, prompt=prompt, model=model, output=output, bundle=self.bundles[1],
+        self.record(
+            "system", issue, feature=SUMMARY_FEATURE, prompt=prompt, output=output,
+            model=_primary(after_swap=issue > self.plan.model_swap_at), bundle=self.bundles[1],
             params=_SUMMARY_PARAMS, usage=usage, cost_usd_micros=cost, latency_ms=latency,
             parents=tuple(m.output_id for m in regional if m.status == "OK"), trace_id=trace,
             rollout=Rollout(arm="stable", alias="production", weight=1.0), classification=_KEEP,
             occurred_at=clock)
-        return _Made(output_id=out_id, feature=SUMMARY_FEATURE, region="system", issue=issue, served=model.served,
-                     status="OK", fallback=False), clock
+        return clock
 
     def consume(self, issue: datetime, clock: datetime, regional: list[_Made], summary: _Made) -> None:
         """Dispatch plans on most summaries (always the 06Z one) and checks some regions; the control room
@@ -333,12 +321,14 @@ class _Run:
             if consumer == DISPATCH:
                 self.dispatched.setdefault(m.output_id, ref)
 
-    def record(self, **kwargs: Any) -> str:
+    def record(self, region: str, issue: datetime, *, fallback: bool = False, **kwargs: Any) -> None:
+        """Hand one call to the recorder, remember what it was for the samples, and report progress."""
         out_id = self.rec.record(**kwargs)
-        self.n_recorded += 1
-        if self.progress is not None and (self.n_recorded % 20 == 0 or self.n_recorded == self.total):
-            self.progress(self.n_recorded, self.total)
-        return out_id
+        self.made.append(_Made(output_id=out_id, feature=kwargs["feature"], region=region, issue=issue,
+                               served=kwargs["model"].served, status=kwargs.get("status", "OK"),
+                               fallback=fallback))
+        if self.progress is not None and (len(self.made) % 20 == 0 or len(self.made) == self.total):
+            self.progress(len(self.made), self.total)
 
 
 def _samples(made: list[_Made], plan: _Plan, dispatched: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -357,7 +347,8 @@ def _samples(made: list[_Made], plan: _Plan, dispatched: dict[str, str]) -> tupl
         (used, "output issued {issued}, used by dispatch-planner for {plan}"),
         ([m for m in made if m.fallback and m.status == "OK"][:1],
          "forecast issued {issued}: northwind-ai timed out, eastgate-llm answered"),
-        ([m for m in made if m.status == "ERROR"][:1], "forecast issued {issued}: both providers failed (ERROR)"),
+        ([m for m in made if m.status == "ERROR"][:1],
+         "forecast issued {issued}: both providers failed (status ERROR)"),
     ]
     return tuple(
         (m.output_id, f"{m.region} " + text.format(issued=f"{m.issue:%Y-%m-%d %H}Z", served=m.served,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from producers.values import Document, Prompt, PromptTemplate
+from producers.values import Document, Output, Prompt, PromptTemplate, Usage
 
 # Winter-evening-peaking demand shape, relative to the daily mean (hour 0..23, UTC taken as local time).
 _SHAPE = (0.80, 0.76, 0.74, 0.73, 0.74, 0.79, 0.90, 1.02, 1.08, 1.06, 1.03, 1.01,
@@ -32,6 +32,7 @@ _PROFILES = {
     "metro": RegionProfile(base_mw=2100.0, temp_offset_c=1.0, diurnal_range_c=7.5),
     "valley": RegionProfile(base_mw=480.0, temp_offset_c=-1.0, diurnal_range_c=11.0),
 }
+_PRICES = {"northwind-ai": (2.5, 10.0), "eastgate-llm": (1.2, 4.8)}  # USD per 1M tokens == µUSD per token
 _HOLIDAYS = {(1, 1): "New Year's Day", (12, 25): "Christmas Day", (12, 26): "Boxing Day",
              (12, 31): "New Year's Eve", (5, 1): "Labour Day"}
 _WIND_DIRS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
@@ -97,7 +98,7 @@ def calendar_note(day: date) -> str | None:
     if label is None:
         return None
     if day.weekday() < 5 or (day.month, day.day) in _HOLIDAYS:
-        return f"{day.isoformat()} is {label} (public holiday): commercial and industrial load well below normal."
+        return f"{day.isoformat()} is {label} (public holiday): commercial and industrial load well down."
     return f"{day.isoformat()} is a {label}: weekend profile, later morning ramp, lower daytime load."
 
 
@@ -168,7 +169,8 @@ def gather_context(seed: int, region: str, issue: datetime) -> Context:
 
 def weather_text(ctx: Context) -> str:
     wx = ctx.weather
-    return (f"Met-service forecast for {ctx.region}, {ctx.target.isoformat()} (run {ctx.met_run:%Y-%m-%d %HZ}): "
+    return (f"Met-service forecast for {ctx.region}, {ctx.target.isoformat()} "
+            f"(run {ctx.met_run:%Y-%m-%d %HZ}): "
             f"min {wx.tmin_c:.1f} °C, max {wx.tmax_c:.1f} °C, wind {wx.wind_kmh:.0f} km/h {wx.wind_dir}, "
             f"cloud cover {wx.cloud_pct}%, chance of precipitation {wx.precip_pct}%.")
 
@@ -239,8 +241,9 @@ def forecast_text(fc: dict[str, Any]) -> str:
             f"Main drivers: {'; '.join(fc['drivers'])}.")
 
 
-def system_summary(target: date, issue: datetime, regional: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """Coincident system peak from the regional hourly forecasts; regions without one are listed as missing."""
+def system_summary(target: date, issue: datetime,
+                   regional: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Coincident system peak from the regional hourly forecasts; regions without one are listed missing."""
     have = {r: fc for r, fc in regional.items() if fc is not None}
     total = [round(sum(fc["hourly_mw"][h] for fc in have.values()), 1) for h in range(24)]
     peak = max(total)
@@ -261,8 +264,8 @@ def summary_text(s: dict[str, Any]) -> str:
     return text
 
 
-_SYSTEM = ("You are the day-ahead load forecasting assistant of a regional grid operator. Your forecasts feed "
-           "unit commitment: be conservative on peaks, and say so when inputs look stale or incomplete.")
+_SYSTEM = ("You are the day-ahead load forecasting assistant of a regional grid operator. Your forecasts "
+           "feed unit commitment: be conservative on peaks, and say so when inputs look stale or incomplete.")
 _TASK = ("Issue time: {issue_time}\nRegion: {region}\nTarget day: {target_date} ({weekday})\n\n"
          "Retrieved context:\n{context}\n\nForecast the hourly load in MW for the target day. ")
 TEMPLATE_V3 = PromptTemplate(template_id="grid.day_ahead_load", version="3", text=_TASK + (
@@ -292,3 +295,11 @@ def summary_prompt(issue: datetime, regional: dict[str, dict[str, Any] | None]) 
         system="You consolidate regional load forecasts for the system dispatch planner. Do not re-forecast.",
         issue_time=f"{issue:%Y-%m-%d %H:%M}Z", target_date=(issue.date() + timedelta(days=1)).isoformat(),
         regional="\n".join(lines))
+
+
+def usage_and_cost(provider: str, prompt: Prompt, output: Output) -> tuple[Usage, int]:
+    """Tokens at roughly 3.8 characters each plus a little framing per message; cost in micro-USD."""
+    sent = sum(round(len(m.content) / 3.8) + 4 for m in prompt.messages)
+    got = round(len(json.dumps(output.structured) + (output.text or "")) / 3.8)
+    price_in, price_out = _PRICES[provider]
+    return Usage(prompt_tokens=sent, completion_tokens=got), round(sent * price_in + got * price_out)
