@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from producers.values import (
     Attempt,
     Bundle,
@@ -64,20 +66,23 @@ def inference_record(
         "occurred_at": occurred_us,
         "tenant": tenant,
         "feature": feature,
-        "bundle": None if bundle is None else {"bundle_id": bundle.bundle_id, "name": bundle.name, "version": bundle.version},
+        # (record name, value) tuples tell fastavro the union branch, sparing it a trial validation.
+        "bundle": None if bundle is None else (
+            "llm_lineage.BundleRef", {"bundle_id": bundle.bundle_id, "name": bundle.name, "version": bundle.version}
+        ),
         "prompt": {
             "template_id": prompt.template_id,
             "template_version": prompt.template_version,
             "template_sha256": prompt.template_sha256,
-            "variables_json": canonical_json(dict(prompt.variables)),
+            "variables_json": _json(prompt.variables),
             "messages": [{"role": m.role, "content": m.content, "name": m.name} for m in prompt.messages],
         },
-        "retrieval": None if retrieval is None else {
+        "retrieval": None if retrieval is None else ("llm_lineage.RetrievalRecord", {
             "config_id": retrieval.config_id,
             "config_sha256": retrieval.config_sha256,
             "query": retrieval.query,
             "documents": [_document(d) for d in retrieval.documents],
-        },
+        }),
         "model": {
             "provider": model.provider,
             "requested": model.requested,
@@ -89,7 +94,7 @@ def inference_record(
         "params": _params(p),
         "output": {
             "text": output.text,
-            "structured_json": None if output.structured is None else canonical_json(output.structured),
+            "structured_json": None if output.structured is None else _json(output.structured),
             "finish_reason": output.finish_reason,
         },
         "usage": {
@@ -105,7 +110,9 @@ def inference_record(
             {"provider": a.provider, "model": a.model, "status": a.status, "error": a.error, "latency_ms": float(a.latency_ms)}
             for a in attempts
         ],
-        "rollout": None if rollout is None else {"arm": rollout.arm, "alias": rollout.alias, "weight": rollout.weight},
+        "rollout": None if rollout is None else (
+            "llm_lineage.Rollout", {"arm": rollout.arm, "alias": rollout.alias, "weight": rollout.weight}
+        ),
         "classification": {
             "retention_class": c.retention_class,
             "pii": c.pii,
@@ -139,17 +146,22 @@ def _params(p: Params) -> dict[str, Any]:
         "stop": list(p.stop),
         "response_format": p.response_format,
         "tool_schemas_sha256": p.tool_schemas_sha256,
-        "extras_json": canonical_json(dict(p.extras)),
+        "extras_json": canonical_json(dict(p.extras)),  # part of bundle content: hashed, so canonical
     }
 
 
-def _error(error: BaseException | tuple[str, str] | None) -> dict[str, str] | None:
+def _error(error: BaseException | tuple[str, str] | None) -> tuple[str, dict[str, str]] | None:
     if error is None:
         return None
     if isinstance(error, BaseException):
-        return {"type": type(error).__name__, "message": str(error)}
+        return "llm_lineage.ErrorRecord", {"type": type(error).__name__, "message": str(error)}
     kind, message = error
-    return {"type": str(kind), "message": str(message)}
+    return "llm_lineage.ErrorRecord", {"type": str(kind), "message": str(message)}
+
+
+def _json(value: Any) -> str:
+    """Sorted-key JSON for free-form fields (variables, extras, structured output); not used for hashing."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def bundle_content(

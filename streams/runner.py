@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Protocol
 
 from schemas.codec import Codec
 from schemas.errors import DeserializationError, LineageError
-from streams.projector import SourceEvent, project
+from streams.projector import RowBatch, SourceEvent, project
 from streams.store import DeadLetter, IndexStore
 
 log = logging.getLogger("llm_lineage.runner")
@@ -49,6 +50,15 @@ def decode_batch(
     return good, bad
 
 
+@dataclass(slots=True)
+class _Prepared:
+    rows: RowBatch
+    dead: list[DeadLetter]
+    next_offset: int
+    good: int
+    consumed: int
+
+
 class EmbeddedRunner:
     def __init__(
         self,
@@ -70,27 +80,41 @@ class EmbeddedRunner:
         self.applied = 0
         self.dead = 0
 
-    def run_once(self) -> int:
-        """Process one batch; returns the number of log records consumed (0 when caught up)."""
-        partition = self.source.partition
-        start = self.store.position(partition)
-        records = self.source.read(start, self.batch_size)
+    def _prepare(self, offset: int) -> _Prepared | None:
+        """Read, decode and project one batch from `offset`; None when caught up. No index writes."""
+        records = self.source.read(offset, self.batch_size)
         if not records:
-            return 0
-        good, bad = decode_batch(self.codec, partition, records)
-        self.store.apply(project(good), partition=partition, next_offset=records[-1].offset + 1, dead_letters=bad)
-        self.applied += len(good)
-        self.dead += len(bad)
-        for d in bad:
+            return None
+        good, bad = decode_batch(self.codec, self.source.partition, records)
+        return _Prepared(project(good), bad, records[-1].offset + 1, len(good), len(records))
+
+    def _commit(self, batch: _Prepared) -> None:
+        self.store.apply(batch.rows, partition=self.source.partition, next_offset=batch.next_offset,
+                         dead_letters=batch.dead)
+        self.applied += batch.good
+        self.dead += len(batch.dead)
+        for d in batch.dead:
             log.warning("dead letter at partition %d offset %d: %s", d.partition, d.offset, d.reason)
         if self.on_batch is not None:
-            self.on_batch(len(good), len(bad))
-        return len(records)
+            self.on_batch(batch.good, len(batch.dead))
+
+    def run_once(self) -> int:
+        """Process one batch; returns the number of log records consumed (0 when caught up)."""
+        batch = self._prepare(self.store.position(self.source.partition))
+        if batch is None:
+            return 0
+        self._commit(batch)
+        return batch.consumed
 
     def catch_up(self) -> int:
-        """Process until the log has nothing new; returns records consumed."""
+        """Process until the log has nothing new; returns records consumed.
+
+        Batches run one after another on this thread: decoding the next batch on a second thread while
+        one commits was measured slower (sqlite3 holds the GIL while binding rows, so the threads trade
+        the GIL at every step).
+        """
         total = 0
-        while n := self.run_once():
+        while not self._stop.is_set() and (n := self.run_once()):
             total += n
         return total
 
@@ -101,14 +125,13 @@ class EmbeddedRunner:
         backoff = self.poll_interval
         while not self._stop.is_set():
             try:
-                n = self.run_once()
+                self.catch_up()
                 backoff = self.poll_interval
             except LineageError as exc:
                 # The log or index is briefly unusable (locked, restarting); nothing was committed.
                 log.warning("runner: %s; retrying in %.2fs", exc, backoff)
-                n, backoff = 0, min(5.0, backoff * 2)
-            if n < self.batch_size:
-                self._stop.wait(backoff)
+                backoff = min(5.0, backoff * 2)
+            self._stop.wait(backoff)
 
     def start(self) -> None:
         def main() -> None:

@@ -30,7 +30,7 @@ outputs = Table(
     "outputs",
     metadata,
     Column("output_id", ID, primary_key=True),
-    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_id", String(36), nullable=False),  # 1:1 with output_id, which is the key
     Column("occurred_at", BigInteger, nullable=False),  # Unix µs, UTC
     Column("tenant", String(128), nullable=False),
     Column("feature", String(256), nullable=False),
