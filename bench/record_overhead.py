@@ -67,14 +67,25 @@ def parse_args() -> argparse.Namespace:
                    help="calls per variant per round; rounds alternate the variants (default 5000)")
     p.add_argument("--pool", type=int, default=256, help="distinct calls cycled through (default 256)")
     p.add_argument("--warmup", type=int, default=3_000, help="untimed calls per variant first (default 3000)")
+    p.add_argument("--gap-us", type=float, default=0.0,
+                   help="untimed busy work between calls, to model an app that records at a lower rate "
+                        "(default 0: back to back, the writer always busy)")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args()
 
 
-def make_variants(recorder: Recorder, tracer: Any) -> dict[str, Callable[[list[CallInputs], list[Call],
-                                                                           list[int], int, int], None]]:
-    """Each runner times `count` calls starting at pool index `start`, appending ns to `out`."""
+Runner = Callable[[list[CallInputs], list[Call], list[int], int, int], None]
+
+
+def make_variants(recorder: Recorder, tracer: Any, gap_ns: int) -> dict[str, Runner]:
+    """Each runner times `count` calls starting at pool index `start`, appending ns to `out`; with `gap_ns`
+    it spins (untimed, holding the GIL like application code would) between calls."""
     clock = time.perf_counter_ns
+
+    def pause(t: int) -> None:
+        until = t + gap_ns
+        while clock() < until:
+            pass
 
     def record_prebuilt(raw: list[CallInputs], built: list[Call], out: list[int], start: int, count: int) -> None:
         n = len(built)
@@ -82,7 +93,10 @@ def make_variants(recorder: Recorder, tracer: Any) -> dict[str, Callable[[list[C
             v = built[i % n]
             t0 = clock()
             record_call(recorder, v)
-            out.append(clock() - t0)
+            t1 = clock()
+            out.append(t1 - t0)
+            if gap_ns:
+                pause(t1)
 
     def build_and_record(raw: list[CallInputs], built: list[Call], out: list[int], start: int, count: int) -> None:
         n = len(raw)
@@ -90,7 +104,10 @@ def make_variants(recorder: Recorder, tracer: Any) -> dict[str, Callable[[list[C
             c = raw[i % n]
             t0 = clock()
             record_call(recorder, build_call(c))
-            out.append(clock() - t0)
+            t1 = clock()
+            out.append(t1 - t0)
+            if gap_ns:
+                pause(t1)
 
     def build_only(raw: list[CallInputs], built: list[Call], out: list[int], start: int, count: int) -> None:
         n = len(raw)
@@ -98,7 +115,10 @@ def make_variants(recorder: Recorder, tracer: Any) -> dict[str, Callable[[list[C
             c = raw[i % n]
             t0 = clock()
             build_call(c)
-            out.append(clock() - t0)
+            t1 = clock()
+            out.append(t1 - t0)
+            if gap_ns:
+                pause(t1)
 
     def otel_span(raw: list[CallInputs], built: list[Call], out: list[int], start: int, count: int) -> None:
         n = len(raw)
@@ -116,7 +136,10 @@ def make_variants(recorder: Recorder, tracer: Any) -> dict[str, Callable[[list[C
                 span.set_attribute("gen_ai.usage.output_tokens", c.completion_tokens)
                 span.set_attribute("gen_ai.response.finish_reasons", ("stop",))
                 span.set_attribute("app.feature", c.feature)
-            out.append(clock() - t0)
+            t1 = clock()
+            out.append(t1 - t0)
+            if gap_ns:
+                pause(t1)
 
     return {"record_prebuilt": record_prebuilt, "build_and_record": build_and_record,
             "build_only": build_only, "otel_span": otel_span}
@@ -144,7 +167,7 @@ def main() -> None:
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(exporter))
         tracer = provider.get_tracer("bench.record_overhead")
-        runners = make_variants(recorder, tracer)
+        runners = make_variants(recorder, tracer, int(args.gap_us * 1000))
 
         def settle() -> None:
             recorder.flush(timeout=120)
@@ -157,15 +180,19 @@ def main() -> None:
         floor = timer_floor_ns()
 
         samples: dict[str, list[int]] = {name: [] for name in VARIANTS}
+        background_cpu_s = dict.fromkeys(VARIANTS, 0.0)
         rounds = max(1, -(-args.calls // args.round_size))
         progress(f"timing {args.calls} calls per variant in {rounds} rounds of {args.round_size}")
         for r in range(rounds):
             count = min(args.round_size, args.calls - r * args.round_size)
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
             for name in order:
-                settle()
                 gc.collect()
+                # CPU the other threads (writer, span processor) spend on this round, drained by settle().
+                cpu0, own0 = time.process_time(), time.thread_time()
                 runners[name](raw, built, samples[name], r * args.round_size, count)
+                settle()
+                background_cpu_s[name] += (time.process_time() - cpu0) - (time.thread_time() - own0)
             if (r + 1) % 10 == 0:
                 progress(f"round {r + 1}/{rounds}")
         progress("flushing the recorder")
@@ -180,6 +207,9 @@ def main() -> None:
 
     total_recorded = args.warmup * 2 + args.calls * 2
     result = report(args, info, floor, samples)
+    result["background_cpu_us_per_call"] = {
+        name: round(background_cpu_s[name] / args.calls * 1e6, 1) for name in VARIANTS
+    }
     result["writer"] = {
         "record_calls": total_recorded, "acknowledged": stats["acknowledged"], "rejected": stats["rejected"],
         "spooled": stats["spooled"], "flush_completed": True, "final_flush_s": round(flush_s, 3),

@@ -67,11 +67,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _from_json(codec: Codec, body: bytes, max_event_bytes: int) -> tuple[list[tuple[bytes, bytes]], list[dict[str, Any]]]:
+Encoded = list[tuple[bytes, bytes]]
+
+
+def _from_json(codec: Codec, body: bytes, max_event_bytes: int) -> tuple[Encoded, list[dict[str, Any]]]:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidRequestError(f"request body is not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r})") from None
+        bad = body[exc.start : exc.start + 1]
+        raise InvalidRequestError(f"request body is not valid UTF-8 (byte {exc.start}: {bad!r})") from None
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -100,7 +104,8 @@ def _envelope(item: Any, where: str) -> tuple[str, dict[str, Any]]:
         raise EventValidationError(f'{where}: expected an object {{"type": ..., "event": {{...}}}}')
     name, event = item["type"], item["event"]
     if name not in EVENT_TYPES:
-        raise EventValidationError(f"{where}.type: unknown event type {name!r}; expected one of {', '.join(EVENT_TYPES)}")
+        known = ", ".join(EVENT_TYPES)
+        raise EventValidationError(f"{where}.type: unknown event type {name!r}; expected one of {known}")
     if not isinstance(event, dict):
         raise EventValidationError(f"{where}.event: expected an object")
     return name, event

@@ -119,10 +119,13 @@ def _chain(r: dict[str, Any], graph: dict[str, Any]) -> Tree:
 
 def render_outputs(console: Console, items: list[dict[str, Any]], next_cursor: str | None) -> None:
     t = Table()
-    for col in ("output_id", "occurred_at", "feature", "status", "model served", "cost $", "latency ms"):
+    t.add_column("output_id", no_wrap=True, min_width=30)
+    t.add_column("occurred (UTC)", no_wrap=True)
+    for col in ("feature", "status", "model served", "cost $", "latency ms"):
         t.add_column(col)
     for i in items:
-        t.add_row(i["output_id"], i["occurred_at"], i["feature"], i["status"], i["model_served"],
+        when = i["occurred_at"][:19].replace("T", " ")
+        t.add_row(i["output_id"], when, i["feature"], i["status"], i["model_served"],
                   f"{i['cost_usd_micros'] / 1e6:.4f}", f"{i['latency_ms']:.0f}")
     console.print(t)
     if next_cursor:

@@ -107,7 +107,8 @@ def inference_record(
         "status": status,
         "error": _error(error),
         "attempts": [
-            {"provider": a.provider, "model": a.model, "status": a.status, "error": a.error, "latency_ms": float(a.latency_ms)}
+            {"provider": a.provider, "model": a.model, "status": a.status, "error": a.error,
+             "latency_ms": float(a.latency_ms)}
             for a in attempts
         ],
         "rollout": None if rollout is None else (
@@ -169,7 +170,8 @@ def bundle_content(
 ) -> dict[str, Any]:
     """What a bundle *is*: labels (name, version) are not part of it, so relabelling keeps the ID."""
     return {
-        "prompt": {"template_id": prompt.template_id, "template_version": prompt.version, "template_sha256": prompt.sha256},
+        "prompt": {"template_id": prompt.template_id, "template_version": prompt.version,
+                   "template_sha256": prompt.sha256},
         "model": {"provider": model.provider, "model": model.requested},
         "retrieval": None if retrieval is None else {
             "config_id": retrieval.config_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from producers import events as ev
-from producers.log import EventLog, open_log
+from producers.log import EventLog, open_log, sqlite_path
 from producers.spool import Spool
 from producers.values import (
     Attempt,
@@ -65,6 +66,8 @@ class Recorder:
             if log_url is None:
                 raise RecorderError("give the Recorder a log or a log_url (e.g. sqlite:///lineage-data/log.db)")
             log = open_log(log_url)
+            if spool_dir is None and log_url.startswith("sqlite:///"):
+                spool_dir = sqlite_path(log_url).parent / "spool"  # where `lineage up` looks for it
         self.tenant = tenant
         self._capacity = queue_size
         self._block_timeout = block_timeout
@@ -83,6 +86,17 @@ class Recorder:
         )
         self._writer.start()
         atexit.register(self._close_at_exit)
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Recorder:
+        """A Recorder configured like `lineage up`: LINEAGE_LOG_URL, else the SQLite log in LINEAGE_DATA_DIR
+        (default ./lineage-data), spooling to <data-dir>/spool."""
+        data_dir = Path(os.environ.get("LINEAGE_DATA_DIR", "lineage-data")).resolve()
+        log_url = os.environ.get("LINEAGE_LOG_URL") or f"sqlite:///{data_dir / 'log.db'}"
+        options.setdefault("spool_dir", data_dir / "spool")
+        if "LINEAGE_MAX_EVENT_BYTES" in os.environ:
+            options.setdefault("max_event_bytes", int(os.environ["LINEAGE_MAX_EVENT_BYTES"]))
+        return cls(log_url=log_url, **options)
 
     # -- the caller's side: no I/O, no encoding ------------------------------------------------------
 

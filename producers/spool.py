@@ -88,7 +88,7 @@ class Spool:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SUFFIX}"
-            f = open(path, "a+b")  # noqa: SIM115 - held open for the recorder's life
+            f = open(path, "a+b")
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._file, self._path = f, path
         return self._file

@@ -6,13 +6,13 @@ from schemas.hashing import canonical_json, sha256_hex
 from schemas.registry import EVENT_TYPES, TOPIC, SchemaRegistry, load_registry
 
 __all__ = [
-    "Codec",
-    "DecodedEvent",
     "DEFAULT_MAX_EVENT_BYTES",
     "EVENT_TYPES",
+    "TOPIC",
+    "Codec",
+    "DecodedEvent",
     "LineageError",
     "SchemaRegistry",
-    "TOPIC",
     "canonical_json",
     "check_size",
     "load_registry",

@@ -96,7 +96,8 @@ class Codec:
         except UnicodeDecodeError as exc:
             raise MalformedEventError(f"text field is not valid UTF-8 at byte {exc.start} of the string") from exc
         except Exception as exc:
-            raise MalformedEventError(f"corrupt Avro body for schema id {schema_id}: {type(exc).__name__}: {exc}") from exc
+            problem = f"{type(exc).__name__}: {exc}"
+            raise MalformedEventError(f"corrupt Avro body for schema id {schema_id}: {problem}") from exc
         if buf.tell() != len(data):
             raise MalformedEventError(
                 f"{len(data) - buf.tell()} trailing bytes after the Avro body (schema id {schema_id})"
@@ -123,4 +124,4 @@ def schema_id_of(data: bytes) -> int | None:
     return int(_HEADER.unpack_from(data)[1])
 
 
-__all__ = ["Codec", "DecodedEvent", "check_size", "schema_id_of", "DEFAULT_MAX_EVENT_BYTES", "UnknownSchemaError"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "Codec", "DecodedEvent", "UnknownSchemaError", "check_size", "schema_id_of"]

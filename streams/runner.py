@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Protocol
 
 from schemas.codec import Codec
@@ -32,12 +32,12 @@ class LogSource(Protocol):
 
     partition: int
 
-    def read(self, offset: int, limit: int) -> list[SourceRecord]: ...  # type: ignore[misc]
+    def read(self, offset: int, limit: int) -> Sequence[SourceRecord]: ...
     def end_offset(self) -> int: ...
 
 
 def decode_batch(
-    codec: Codec, partition: int, records: list[SourceRecord]
+    codec: Codec, partition: int, records: Sequence[SourceRecord]
 ) -> tuple[list[SourceEvent], list[DeadLetter]]:
     """Decode what decodes; everything else becomes a dead letter naming why, and the stream moves on."""
     good: list[SourceEvent] = []

@@ -59,14 +59,14 @@ class _Compiled:
     def __init__(self, engine: Engine, stmt: Any, table: Table) -> None:
         dialect = engine.dialect
         if dialect.name == "sqlite":
-            dialect = type(dialect)(paramstyle="named")  # sqlite3 binds dict rows to :name in C
+            dialect = type(dialect)(paramstyle="named")  # type: ignore[call-arg]  # sqlite3 binds dicts in C
         compiled = stmt.compile(dialect=dialect, column_keys=[c.name for c in table.columns])
         if compiled.positional:
             raise ConfigError(f"{engine.dialect.name}: expected a named parameter style for bulk inserts")
         self.sql = str(compiled)
 
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        conn.exec_driver_sql(self.sql, rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(self.sql, rows)
 
 
 def _sqlite_pragmas(conn: Any, _record: Any) -> None:

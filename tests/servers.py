@@ -124,7 +124,7 @@ class LineageUp:
         self._close_output()
         path = self.data_dir / f"up-{len(self._logs)}.log"
         self._logs.append(path)
-        self._out = open(path, "wb")  # noqa: SIM115 - closed when the process is reaped
+        self._out = open(path, "wb")  # closed when the process is reaped
         self.proc = subprocess.Popen(
             [*lineage_command(), "up", "--data-dir", str(self.data_dir), "--port", str(self.port)],
             stdout=self._out, stderr=subprocess.STDOUT, env=cli_env(),

@@ -1,0 +1,421 @@
+"""The lineage index contract: every index backend (SQLite, PostgreSQL) passes the same suite, driven through
+the public API (open_engine, IndexStore, EmbeddedRunner over a MemoryEventLog, IndexReader, lineage_graph)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from producers.memory_log import MemoryEventLog
+from schemas.errors import IndexError_, InvalidRequestError, NotFoundError
+from schemas.hashing import sha256_hex
+from streams import tables as t
+from streams.lineage import lineage_graph
+from streams.projector import RowBatch
+from streams.reader import IndexReader, OutputFilter
+from streams.runner import EmbeddedRunner
+from streams.store import IndexStore, open_engine
+from tests.factories import (
+    GARBAGE,
+    Event,
+    alias_event,
+    bundle_event,
+    bundle_ref,
+    consumed_event,
+    document,
+    inference_event,
+    log_values,
+    micros,
+    unknown_schema_bytes,
+)
+
+T0 = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+@dataclass
+class World:
+    """A registered bundle, a chain A -> B -> C (C consumed by dispatch-planner) and nine other outputs."""
+
+    bundle: dict[str, Any]
+    a: dict[str, Any]
+    b: dict[str, Any]
+    c: dict[str, Any]
+    others: list[dict[str, Any]]
+    events: list[Event]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return [self.a, self.b, self.c, *self.others]
+
+
+def build_world() -> World:
+    bundle = bundle_event(occurred_at=T0)
+    ref = bundle_ref(bundle)
+    a = inference_event(
+        occurred_at=T0 + MIN, feature="weather-summary", trace_id="trace-north",
+        prompt={"template_id": "weather-summary", "template_version": "1", "template_sha256": sha256_hex("w1")},
+        retrieval={"documents": [document("weather/north-2026-11-03")]},
+        model={"requested": "gpt-4o-mini", "served": "gpt-4o-mini-2024-07-18", "fingerprint": "fp_mini"},
+    )
+    b = inference_event(
+        occurred_at=T0 + 2 * MIN, trace_id="trace-north", bundle=ref, parent_output_ids=[a["output_id"]],
+        retrieval={"documents": [document("grid-ops/north-load-2026-10"), document("grid-ops/outages")]},
+        attempts=[
+            {"provider": "azure", "model": "gpt-4o", "status": "TIMEOUT", "error": "read timeout after 30s",
+             "latency_ms": 30000.0},
+            {"provider": "openai", "model": "gpt-4o", "status": "OK", "error": None, "latency_ms": 812.5},
+        ],
+    )
+    c = inference_event(
+        occurred_at=T0 + 3 * MIN, feature="dispatch-note", trace_id="trace-north", bundle=ref,
+        parent_output_ids=[b["output_id"]], retrieval=None,
+        prompt={"template_id": "dispatch-note", "template_version": "2", "template_sha256": sha256_hex("d2")},
+    )
+    unregistered = {"bundle_id": sha256_hex("never registered"), "name": "load-forecaster", "version": "0.9"}
+    features = ["day-ahead-load", "intraday-load", "outage-summary"]
+    statuses = ["OK", "OK", "ERROR", "REFUSED", "TIMEOUT"]
+    served = ["gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "claude-sonnet-4-5"]
+    others = [
+        inference_event(
+            occurred_at=T0 + (10 + 7 * i) * MIN, feature=features[i % 3], status=statuses[i % 5],
+            model={"provider": "anthropic" if i % 3 == 2 else "openai",
+                   "requested": "claude-sonnet" if i % 3 == 2 else "gpt-4o", "served": served[i % 3]},
+            bundle=[ref, None, unregistered][i % 3],
+            error={"type": "ProviderError", "message": f"failure {i}"} if statuses[i % 5] != "OK" else None,
+        )
+        for i in range(9)
+    ]
+    events: list[Event] = [
+        ("BundleRegistered", bundle), ("InferenceRecorded", a), ("InferenceRecorded", b),
+        ("InferenceRecorded", c),
+        ("OutputConsumed", consumed_event(c["output_id"], occurred_at=T0 + 4 * MIN)),
+        ("AliasMoved", alias_event(bundle["bundle_id"], occurred_at=T0 + 5 * MIN)),
+        *[("InferenceRecorded", o) for o in others],
+    ]
+    return World(bundle, a, b, c, others, events)
+
+
+def all_pages(reader: IndexReader, flt: OutputFilter, limit: int = 50) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(10_000):
+        page = reader.outputs(flt, cursor=cursor, limit=limit)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        assert len(page.items) == limit, "only the last page may be short"
+        cursor = page.next_cursor
+    raise AssertionError("paging did not terminate")
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in t.metadata.sorted_tables}
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Everything a client can ask the index, with wall-clock fields left out."""
+    reader = IndexReader(engine)
+    listing = all_pages(reader, OutputFilter(), limit=4)
+    ids = [item["output_id"] for item in listing]
+    return {
+        "listing": listing,
+        "records": {i: reader.output(i) for i in ids},
+        "graphs": {i: lineage_graph(engine, i, direction="both", depth=3) for i in ids},
+        "stats": reader.stats(),
+        "dead": [{k: v for k, v in d.items() if k != "recorded_at"} for d in reader.dead_letters()],
+        "rows": table_counts(engine),
+    }
+
+
+def node(kind: str, rec: dict[str, Any]) -> str:
+    if kind == "output":
+        return "output:" + rec["output_id"]
+    if kind == "prompt":
+        p = rec["prompt"]
+        return f"prompt:{p['template_id']}@{p['template_version']}#{p['template_sha256'][:12]}"
+    m = rec["model"]
+    return f"model:{m['provider']}/{m['served']}" + (f"@{m['fingerprint']}" if m["fingerprint"] else "")
+
+
+def edges_into(rec: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """What went straight into one output: its bundle, prompt, model, documents and parent outputs."""
+    dst = node("output", rec)
+    edges = {(node("prompt", rec), dst, "prompted"), (node("model", rec), dst, "generated")}
+    if rec["bundle"] is not None:
+        edges.add(("bundle:" + rec["bundle"]["bundle_id"], dst, "configured"))
+    for d in (rec["retrieval"] or {"documents": []})["documents"]:
+        edges.add((f"document:{d['doc_id']}@{d['version']}#{d['content_sha256'][:12]}", dst, "retrieved"))
+    edges.update(("output:" + p, dst, "fed") for p in rec["parent_output_ids"])
+    return edges
+
+
+def fed(src: dict[str, Any], dst: dict[str, Any]) -> tuple[str, str, str]:
+    return node("output", src), node("output", dst), "fed"
+
+
+def consumed(w: World) -> tuple[str, str, str]:
+    return node("output", w.c), "consumer:dispatch-planner", "consumed_by"
+
+
+GRAPHS: dict[str, tuple[str, str, int, Callable[[World], set[tuple[str, str, str]]]]] = {
+    "C-up-1": ("c", "upstream", 1, lambda w: edges_into(w.c)),
+    "C-up-2": ("c", "upstream", 2, lambda w: edges_into(w.c) | edges_into(w.b)),
+    "C-up-3": ("c", "upstream", 3, lambda w: edges_into(w.c) | edges_into(w.b) | edges_into(w.a)),
+    "A-down-1": ("a", "downstream", 1, lambda w: {fed(w.a, w.b)}),
+    "A-down-2": ("a", "downstream", 2, lambda w: {fed(w.a, w.b), fed(w.b, w.c)}),
+    "A-down-3": ("a", "downstream", 3, lambda w: {fed(w.a, w.b), fed(w.b, w.c), consumed(w)}),
+    "C-down-3": ("c", "downstream", 3, lambda w: {consumed(w)}),
+    "B-both-1": ("b", "both", 1, lambda w: edges_into(w.b) | {fed(w.b, w.c)}),
+    "B-both-2": ("b", "both", 2, lambda w: edges_into(w.b) | edges_into(w.a) | {fed(w.b, w.c), consumed(w)}),
+    "B-both-3": ("b", "both", 3, lambda w: edges_into(w.b) | edges_into(w.a) | {fed(w.b, w.c), consumed(w)}),
+}
+
+FILTERS: dict[str, tuple[OutputFilter, Callable[[World, dict[str, Any]], bool]]] = {
+    "feature": (OutputFilter(feature="intraday-load"), lambda w, r: r["feature"] == "intraday-load"),
+    "bundle": (OutputFilter(bundle_id="BUNDLE"), lambda w, r: (r["bundle"] or {}).get("bundle_id")
+               == w.bundle["bundle_id"]),
+    "model-served": (OutputFilter(model="gpt-4o-2024-11-20"),
+                     lambda w, r: r["model"]["served"] == "gpt-4o-2024-11-20"),
+    "model-requested": (OutputFilter(requested_model="claude-sonnet"),
+                        lambda w, r: r["model"]["requested"] == "claude-sonnet"),
+    "status": (OutputFilter(status="ERROR"), lambda w, r: r["status"] == "ERROR"),
+    "trace": (OutputFilter(trace_id="trace-north"), lambda w, r: r["trace_id"] == "trace-north"),
+    "since-until": (OutputFilter(since=T0 + 2 * MIN, until=T0 + 31 * MIN),
+                    lambda w, r: micros(T0 + 2 * MIN) <= r["occurred_at"] < micros(T0 + 31 * MIN)),
+    "naive-since": (OutputFilter(since=datetime(2026, 11, 3, 6, 24)),
+                    lambda w, r: r["occurred_at"] >= micros(T0 + 24 * MIN)),
+    "combined": (OutputFilter(feature="day-ahead-load", status="OK", model="gpt-4o-2024-08-06"),
+                 lambda w, r: (r["feature"], r["status"], r["model"]["served"])
+                 == ("day-ahead-load", "OK", "gpt-4o-2024-08-06")),
+}
+
+
+class IndexContract:
+    """Subclassed once per backend; a subclass only provides the `index_url` fixture."""
+
+    @pytest.fixture
+    def index_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def engine(self, index_url: str) -> Iterator[Engine]:
+        engine = open_engine(index_url)
+        yield engine
+        engine.dispose()
+
+    @pytest.fixture
+    def world(self) -> World:
+        return build_world()
+
+    def index(self, engine: Engine, events: list[Event] | MemoryEventLog, batch_size: int = 5) -> EmbeddedRunner:
+        if isinstance(events, MemoryEventLog):
+            log = events
+        else:
+            log = MemoryEventLog()
+            log.append(log_values(events))
+        runner = EmbeddedRunner(log, IndexStore(engine), batch_size=batch_size)
+        runner.catch_up()
+        assert runner.lag() == 0 and runner.store.position() == log.end_offset()
+        return runner
+
+    def test_applied_events_make_the_full_record_queryable(self, engine: Engine, world: World) -> None:
+        self.index(engine, world.events)
+        reader = IndexReader(engine)
+        b, rec = world.b, reader.output(world.b["output_id"])
+        assert (rec["output_id"], rec["feature"], rec["trace_id"]) == (b["output_id"], b["feature"], "trace-north")
+        assert rec["occurred_at"] == "2026-11-03T06:02:00Z"
+        assert rec["prompt"]["variables"] == {"region": "north", "horizon_h": 24}
+        assert rec["prompt"]["messages"] == b["prompt"]["messages"]
+        assert rec["retrieval"]["documents"] == b["retrieval"]["documents"]
+        assert rec["model"] == b["model"]
+        assert rec["params"]["extras"] == {"logprobs": False} and "extras_json" not in rec["params"]
+        assert (rec["params"]["temperature"], rec["params"]["seed"], rec["params"]["stop"]) == (0.2, 7, ["</forecast>"])
+        assert rec["output"]["structured"] == {"region": "north", "peak_mw": 4210, "hours": [3900, 4210]}
+        assert rec["output"]["text"] == b["output"]["text"]
+        assert rec["usage"] == b["usage"]
+        assert (rec["cost_usd_micros"], rec["latency_ms"], rec["status"]) == (4210, 812.5, "OK")
+        assert rec["attempts"] == b["attempts"]
+        assert rec["parents"] == [world.a["output_id"]]
+        assert rec["children"] == [world.c["output_id"]]
+        assert rec["bundle"]["registered"] is True
+        assert rec["bundle"]["bundle_id"] == world.bundle["bundle_id"]
+        assert rec["bundle"]["registered_by"] == "release-bot"
+        assert rec["bundle"]["canonical_json"] == world.bundle["canonical_json"]
+        consumers = reader.output(world.c["output_id"])["consumers"]
+        assert [(x["consumer"], x["consumer_ref"], x["purpose"]) for x in consumers] == [
+            ("dispatch-planner", "plan-2026-11-04-north", "day-ahead dispatch")]
+        assert reader.output(world.a["output_id"])["bundle"] is None
+        assert reader.output(world.others[2]["output_id"])["bundle"]["registered"] is False
+        assert reader.output(world.others[2]["output_id"])["error"] == {"type": "ProviderError",
+                                                                         "message": "failure 2"}
+
+    def test_the_same_records_appended_twice_are_indexed_once(self, engine: Engine, world: World) -> None:
+        log = MemoryEventLog()
+        log.append(log_values(world.events))
+        self.index(engine, log)
+        once = table_counts(engine)
+        log.append(log_values(world.events))
+        assert self.index(engine, log).catch_up() == 0
+        assert table_counts(engine) == once
+        assert len(IndexReader(engine).output(world.c["output_id"])["consumers"]) == 1
+
+    def test_rewinding_the_position_replays_without_duplicates(self, engine: Engine, world: World) -> None:
+        log = MemoryEventLog()
+        log.append(log_values(world.events))
+        runner = self.index(engine, log)
+        before = snapshot(engine)
+        runner.store.apply(RowBatch(), partition=0, next_offset=0)
+        assert runner.lag() == len(world.events)
+        self.index(engine, log, batch_size=3)
+        assert snapshot(engine) == before
+
+    def test_a_failed_position_write_leaves_no_rows_of_that_batch(self, engine: Engine, world: World) -> None:
+        log = MemoryEventLog()
+        log.append(log_values(world.events[:4]))
+        self.index(engine, log, batch_size=100)
+        before = table_counts(engine)
+        log.append(log_values(world.events[4:]))
+        store = IndexStore(engine)
+        broken = text("INSERT INTO no_such_table (projector) VALUES (:projector)")
+        with mock.patch.object(store, "_position_stmt", broken), pytest.raises(IndexError_, match="no_such_table"):
+            EmbeddedRunner(log, store, batch_size=100).run_once()
+        assert table_counts(engine) == before
+        assert store.position() == 4
+        with pytest.raises(NotFoundError):
+            IndexReader(engine).output(world.others[0]["output_id"])
+        self.index(engine, log)
+        assert IndexReader(engine).stats()["outputs"] == len(world.outputs)
+
+    def test_undecodable_records_become_dead_letters_and_the_rest_is_indexed(self, engine: Engine) -> None:
+        good = [inference_event(), inference_event()]
+        log = MemoryEventLog()
+        log.append([log_values([("InferenceRecorded", good[0])])[0], (None, GARBAGE), (b"k", unknown_schema_bytes(99)),
+                    log_values([("InferenceRecorded", good[1])])[0]])
+        runner = self.index(engine, log, batch_size=10)
+        assert (runner.applied, runner.dead) == (2, 2)
+        reader = IndexReader(engine)
+        assert [reader.output(g["output_id"])["output_id"] for g in good] == [g["output_id"] for g in good]
+        with engine.connect() as conn:
+            rows = conn.execute(select(t.dead_letters).order_by(t.dead_letters.c.log_offset)).mappings().all()
+        assert [(r["log_offset"], bytes(r["raw"])) for r in rows] == [(1, GARBAGE), (2, unknown_schema_bytes(99))]
+        assert "magic" in rows[0]["reason"] and "unknown schema id 99" in rows[1]["reason"]
+        listed = reader.dead_letters()
+        assert {(d["log_offset"], d["size"]) for d in listed} == {(1, len(GARBAGE)), (2, 9)}
+
+    @pytest.mark.parametrize("odd", [{"feature": "f" * 300}, {"feature": "load\x00forecast"},
+                                     {"trace_id": "t" * 200}], ids=["long-feature", "nul-in-feature", "long-trace"])
+    def test_a_valid_event_the_columns_cannot_hold_does_not_stall_the_stream(
+        self, engine: Engine, odd: dict[str, Any]
+    ) -> None:
+        good = [inference_event(), inference_event()]
+        events = [("InferenceRecorded", good[0]), ("InferenceRecorded", inference_event(**odd)),
+                  ("InferenceRecorded", good[1])]
+        self.index(engine, events, batch_size=10)  # fails if the batch is rejected forever
+        reader = IndexReader(engine)
+        assert all(reader.output(g["output_id"]) for g in good)
+        assert reader.stats()["outputs"] + reader.stats()["dead_letters"] == 3
+
+    @pytest.mark.parametrize("case", FILTERS, ids=list(FILTERS))
+    def test_listing_filters(self, engine: Engine, world: World, case: str) -> None:
+        self.index(engine, world.events)
+        flt, keep = FILTERS[case]
+        if flt.bundle_id == "BUNDLE":
+            flt = OutputFilter(bundle_id=world.bundle["bundle_id"])
+        expected = sorted((r["output_id"] for r in world.outputs if keep(world, r)), reverse=True)
+        assert 0 < len(expected) < len(world.outputs), "the case must select a proper subset"
+        assert [i["output_id"] for i in all_pages(IndexReader(engine), flt, limit=2)] == expected
+
+    @pytest.mark.parametrize("limit", [1, 3, 4, 12, 500])
+    def test_paging_is_newest_first_and_visits_every_output_once(
+        self, engine: Engine, world: World, limit: int
+    ) -> None:
+        self.index(engine, world.events)
+        items = all_pages(IndexReader(engine), OutputFilter(), limit=limit)
+        by_time = sorted(world.outputs, key=lambda r: r["occurred_at"], reverse=True)
+        assert [i["output_id"] for i in items] == [r["output_id"] for r in by_time]
+        assert items[0]["occurred_at"] == IndexReader(engine).output(items[0]["output_id"])["occurred_at"]
+
+    @pytest.mark.parametrize("cursor", ["not a cursor", "zzzz", "!!!!", base64.urlsafe_b64encode(b"hello").decode()],
+                             ids=["spaces", "not-utf8", "no-base64-chars", "not-an-output-id"])
+    def test_a_bad_cursor_is_an_invalid_request(self, engine: Engine, world: World, cursor: str) -> None:
+        self.index(engine, world.events)
+        with pytest.raises(InvalidRequestError, match="cursor"):
+            IndexReader(engine).outputs(OutputFilter(), cursor=cursor, limit=5)
+
+    @pytest.mark.parametrize("limit", [0, -1, 501])
+    def test_a_limit_out_of_range_is_an_invalid_request(self, engine: Engine, limit: int) -> None:
+        with pytest.raises(InvalidRequestError, match="limit"):
+            IndexReader(engine).outputs(OutputFilter(), limit=limit)
+
+    def test_an_unknown_output_is_not_found_and_named(self, engine: Engine, world: World) -> None:
+        self.index(engine, world.events)
+        missing = "out_0000000000000000000000nope"
+        with pytest.raises(NotFoundError, match=missing):
+            IndexReader(engine).output(missing)
+        with pytest.raises(NotFoundError, match=missing):
+            lineage_graph(engine, missing)
+
+    @pytest.mark.parametrize("case", GRAPHS, ids=list(GRAPHS))
+    def test_lineage_graph(self, engine: Engine, world: World, case: str) -> None:
+        self.index(engine, world.events)
+        which, direction, depth, expect = GRAPHS[case]
+        root: dict[str, Any] = getattr(world, which)
+        graph = lineage_graph(engine, root["output_id"], direction=direction, depth=depth)
+        edges = [(e["source"], e["target"], e["kind"]) for e in graph["edges"]]
+        assert len(edges) == len(set(edges)) and set(edges) == expect(world)
+        nodes = {n["id"]: n for n in graph["nodes"]}
+        assert set(nodes) == {node("output", root)} | {s for s, _, _ in edges} | {d for _, d, _ in edges}
+        assert all(n["type"] == i.partition(":")[0] for i, n in nodes.items())
+        assert graph["root"] == node("output", root) and graph["truncated"] is False
+        if (bundle := "bundle:" + world.bundle["bundle_id"]) in nodes:
+            assert (nodes[bundle]["name"], nodes[bundle]["version"]) == ("load-forecaster", "2026.11.1")
+        if node("output", world.a) in nodes:
+            assert nodes[node("output", world.a)]["feature"] == "weather-summary"
+
+    @pytest.mark.parametrize(("direction", "depth"), [("sideways", 1), ("upstream", 0), ("both", 11)])
+    def test_lineage_rejects_bad_direction_and_depth(
+        self, engine: Engine, world: World, direction: str, depth: int
+    ) -> None:
+        self.index(engine, world.events)
+        with pytest.raises(InvalidRequestError):
+            lineage_graph(engine, world.a["output_id"], direction=direction, depth=depth)
+
+    def test_replaying_the_log_into_a_fresh_index_gives_identical_answers(
+        self, engine: Engine, index_url: str, world: World
+    ) -> None:
+        log = MemoryEventLog()
+        log.append(log_values(world.events[:6]) + [(None, GARBAGE)] + log_values(world.events[6:]))
+        self.index(engine, log, batch_size=3)
+        first = snapshot(engine)
+        assert first["stats"] == {"outputs": 12, "bundles": 1, "consumptions": 1, "dead_letters": 1}
+        t.metadata.drop_all(engine)
+        fresh = open_engine(index_url)
+        try:
+            assert IndexReader(fresh).stats()["outputs"] == 0
+            self.index(fresh, log, batch_size=1000)
+            assert snapshot(fresh) == first
+        finally:
+            fresh.dispose()
+
+
+class TestSqliteIndex(IndexContract):
+    @pytest.fixture
+    def index_url(self, tmp_path: Any) -> str:
+        return f"sqlite:///{tmp_path / 'index.db'}"
+
+
+class TestPostgresIndex(IndexContract):
+    @pytest.fixture
+    def index_url(self, postgres_index_url: str) -> str:
+        return postgres_index_url
+
