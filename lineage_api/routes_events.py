@@ -13,11 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from lineage_api.services import Services
-from schemas.codec import Codec, check_size
+from schemas.codec import Codec, DecodedEvent, check_size
 from schemas.errors import EventTooLargeError, EventValidationError, InvalidRequestError
 from schemas.ids import event_id_text, output_id_from, uuid7_bytes
 from schemas.jsonform import from_json
 from schemas.registry import EVENT_TYPES
+from streams.projector import check_event
 
 router = APIRouter(prefix="/v1", tags=["events"])
 AVRO_MEDIA_TYPE = "application/vnd.llm-lineage.avro"
@@ -41,6 +42,7 @@ async def post_events(request: Request) -> JSONResponse:
     if request.headers.get("content-type", "").split(";")[0].strip() == AVRO_MEDIA_TYPE:
         check_size(body, services.settings.max_event_bytes)
         decoded = services.codec.decode(body)
+        check_event(decoded)
         records = [(_key(decoded.name, decoded.record), body)]
         accepted = [_ids(decoded.record)]
     else:
@@ -90,6 +92,7 @@ def _from_json(codec: Codec, body: bytes, max_event_bytes: int) -> tuple[Encoded
         _fill_ids(name, event)
         try:
             record = from_json(codec.registry.latest(name).schema, event)
+            check_event(DecodedEvent(name, codec.schema_id(name), record))  # what the index would refuse
             value = codec.encode(name, record)
             check_size(value, max_event_bytes)
         except EventValidationError as exc:

@@ -42,7 +42,8 @@ def open_services(settings: Settings) -> Services:
         raise ConfigError(f"{settings.resolved_log_url} is not an embedded log; run `lineage worker` for Kafka")
     engine = open_engine(settings.resolved_index_url)
     store = IndexStore(engine)
-    runner = EmbeddedRunner(event_log, store, codec=codec, batch_size=settings.runner_batch_size)
+    runner = EmbeddedRunner(event_log, store, codec=codec, batch_size=settings.runner_batch_size,
+                            max_event_bytes=settings.max_event_bytes)
     return Services(settings, codec, event_log, engine, store, IndexReader(engine, codec), runner)
 
 

@@ -13,7 +13,8 @@
     │   └── EventTooLargeError         over the configured size limit (HTTP 413)
     ├── LogError                       the event log cannot be used
     │   └── LogUnavailableError        transient: the SDK spools and retries
-    ├── IndexError_                    the lineage index cannot be used
+    ├── IndexError_                    the lineage index cannot be used (transient: retried)
+    │   └── IndexRejectedError         the index refused a row (constraint, bad data): not retried as is
     └── RecorderError                  the SDK cannot accept or deliver records
         ├── RecorderClosedError
         ├── RecorderOverloadedError    the bounded queue stayed full past the block timeout
@@ -84,6 +85,10 @@ class LogUnavailableError(LogError):
 
 
 class IndexError_(LineageError):  # trailing underscore: do not shadow the builtin IndexError
+    pass
+
+
+class IndexRejectedError(IndexError_):
     pass
 
 

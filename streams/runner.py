@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from schemas.codec import Codec
-from schemas.errors import DeserializationError, LineageError
-from streams.projector import RowBatch, SourceEvent, project
+from schemas.codec import DEFAULT_MAX_EVENT_BYTES, Codec, check_size
+from schemas.errors import EventError, IndexRejectedError, LineageError
+from streams.projector import RowBatch, SourceEvent, check_event, project
 from streams.store import DeadLetter, IndexStore
 
 log = logging.getLogger("llm_lineage.runner")
@@ -37,26 +37,34 @@ class LogSource(Protocol):
 
 
 def decode_batch(
-    codec: Codec, partition: int, records: Sequence[SourceRecord]
+    codec: Codec, partition: int, records: Sequence[SourceRecord], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 ) -> tuple[list[SourceEvent], list[DeadLetter]]:
-    """Decode what decodes; everything else becomes a dead letter naming why, and the stream moves on."""
+    """Decode what decodes and can be indexed; everything else becomes a dead letter naming why, and the
+    stream moves on."""
     good: list[SourceEvent] = []
     bad: list[DeadLetter] = []
     for rec in records:
         try:
-            good.append(SourceEvent(partition, rec.offset, rec.value, codec.decode(rec.value)))
-        except DeserializationError as exc:
+            check_size(rec.value, max_event_bytes)
+            event = codec.decode(rec.value)
+            check_event(event)
+            good.append(SourceEvent(partition, rec.offset, rec.value, event))
+        except EventError as exc:
             bad.append(DeadLetter(partition, rec.offset, str(exc), rec.value))
     return good, bad
 
 
 @dataclass(slots=True)
 class _Prepared:
+    events: list[SourceEvent]
     rows: RowBatch
     dead: list[DeadLetter]
+    first_offset: int
     next_offset: int
-    good: int
-    consumed: int
+
+    @property
+    def consumed(self) -> int:
+        return self.next_offset - self.first_offset
 
 
 class EmbeddedRunner:
@@ -67,12 +75,14 @@ class EmbeddedRunner:
         *,
         codec: Codec | None = None,
         batch_size: int = 2000,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval: float = 0.05,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self.source, self.store = source, store
         self.codec = codec or Codec()
         self.batch_size, self.poll_interval = batch_size, poll_interval
+        self.max_event_bytes = max_event_bytes
         self.on_batch = on_batch  # (events applied, dead letters) after each commit
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,18 +95,39 @@ class EmbeddedRunner:
         records = self.source.read(offset, self.batch_size)
         if not records:
             return None
-        good, bad = decode_batch(self.codec, self.source.partition, records)
-        return _Prepared(project(good), bad, records[-1].offset + 1, len(good), len(records))
+        good, bad = decode_batch(self.codec, self.source.partition, records, self.max_event_bytes)
+        return _Prepared(good, project(good), bad, records[0].offset, records[-1].offset + 1)
 
     def _commit(self, batch: _Prepared) -> None:
-        self.store.apply(batch.rows, partition=self.source.partition, next_offset=batch.next_offset,
-                         dead_letters=batch.dead)
-        self.applied += batch.good
+        try:
+            self.store.apply(batch.rows, partition=self.source.partition, next_offset=batch.next_offset,
+                             dead_letters=batch.dead)
+        except IndexRejectedError as exc:
+            log.warning("the index refused a batch (%s); applying it event by event", exc)
+            self._commit_one_by_one(batch)
+        self.applied += len(batch.events)
         self.dead += len(batch.dead)
         for d in batch.dead:
             log.warning("dead letter at partition %d offset %d: %s", d.partition, d.offset, d.reason)
         if self.on_batch is not None:
-            self.on_batch(batch.good, len(batch.dead))
+            self.on_batch(len(batch.events), len(batch.dead))
+
+    def _commit_one_by_one(self, batch: _Prepared) -> None:
+        """One row the index refuses must not stall the stream: find it, dead-letter it, apply the rest.
+        Each step is its own transaction that also moves the position, so a crash here is safe too."""
+        partition, store = self.source.partition, self.store
+        store.apply(RowBatch(), partition=partition, next_offset=batch.first_offset, dead_letters=batch.dead)
+        refused: list[SourceEvent] = []
+        for event in batch.events:
+            try:
+                store.apply(project([event]), partition=partition, next_offset=event.offset + 1)
+            except IndexRejectedError as exc:
+                dead = DeadLetter(partition, event.offset, f"the index refused this event: {exc}", event.raw)
+                store.apply(RowBatch(), partition=partition, next_offset=event.offset + 1, dead_letters=[dead])
+                batch.dead.append(dead)
+                refused.append(event)
+        store.apply(RowBatch(), partition=partition, next_offset=batch.next_offset)
+        batch.events = [e for e in batch.events if e not in refused]
 
     def run_once(self) -> int:
         """Process one batch; returns the number of log records consumed (0 when caught up)."""

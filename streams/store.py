@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from schemas.errors import ConfigError, IndexError_
+from schemas.errors import ConfigError, IndexError_, IndexRejectedError
 from streams import tables as t
 from streams.projector import RowBatch
 
@@ -140,5 +140,7 @@ class IndexStore:
                     "projector": self.projector, "log_partition": partition, "next_offset": next_offset,
                     "updated_at": now,
                 })
+        except (IntegrityError, DataError) as exc:
+            raise IndexRejectedError(f"the lineage index refused the batch: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise IndexError_(f"cannot write to the lineage index: {exc}") from exc

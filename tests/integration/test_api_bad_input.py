@@ -1,0 +1,417 @@
+"""Bad input over HTTP gets a clear 4xx naming the problem, stores nothing, and harms nothing else: after
+each bad request a good event is still accepted and indexed, and what was indexed before is still there."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from lineage_api.app import create_app
+from lineage_api.routes_events import AVRO_MEDIA_TYPE, MAX_EVENTS_PER_REQUEST
+from lineage_api.services import open_services
+from lineage_api.settings import Settings
+from producers.log import sqlite_path
+from producers.sqlite_log import SqliteEventLog
+from schemas.codec import Codec
+from schemas.jsonform import from_json
+from tests.servers import inference_event, serve_app, wait_indexed
+
+MAX_EVENT_BYTES = 2048
+MAX_REQUEST_BYTES = MAX_EVENT_BYTES * 8  # Settings.max_request_bytes
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+    earlier_output: str  # indexed before any bad input arrived
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("bad-input"), max_event_bytes=MAX_EVENT_BYTES)
+    assert settings.max_request_bytes == MAX_REQUEST_BYTES
+    services = open_services(settings)
+    with serve_app(create_app(services)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        event = inference_event(feature="earlier")
+        assert client.post("/v1/events", json=event).status_code == 202
+        wait_indexed(client)
+        yield Server(url, settings, event["event"]["output_id"])
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def before(client: httpx.Client) -> dict[str, Any]:
+    """Stats with the index caught up, taken before the test sends anything."""
+    return wait_indexed(client)
+
+
+def assert_unharmed(
+    client: httpx.Client, server: Server, before: dict[str, Any], *, appended: int = 0, dead: int = 0
+) -> None:
+    """A good event posted now is indexed; the log grew only by it (and the `appended` records the test
+    wrote itself, `dead` of them dead letters), so the bad request stored nothing; earlier outputs stay."""
+    good = inference_event(feature="after-bad-input")
+    response = client.post("/v1/events", json=good)
+    assert response.status_code == 202, response.text
+    stats = wait_indexed(client)
+    assert stats["log_end_offset"] == before["log_end_offset"] + 1 + appended
+    assert stats["outputs"] == before["outputs"] + 1
+    assert stats["dead_letters"] == before["dead_letters"] + dead
+    assert client.get(f"/v1/outputs/{good['event']['output_id']}").status_code == 200
+    assert client.get(f"/v1/outputs/{server.earlier_output}").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def error_of(response: httpx.Response, status: int) -> str:
+    """The JSON error message of a response that must have `status`."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"type", "message"} and error["message"]
+    message: str = error["message"]
+    return message
+
+
+# -- bodies that are not JSON events ----------------------------------------------------------------------
+
+
+def test_malformed_json_is_400_naming_json(client: httpx.Client, server: Server, before: dict[str, Any]) -> None:
+    response = client.post("/v1/events", content=b'{"type": "InferenceRecorded", "event": {',
+                           headers={"Content-Type": "application/json"})
+
+    assert "JSON" in error_of(response, 400)
+    assert_unharmed(client, server, before)
+
+
+def test_body_that_is_not_utf8_is_400_naming_utf8(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    response = client.post("/v1/events", content=b'{"type": "Inference\xff\xfeRecorded"}',
+                           headers={"Content-Type": "application/json"})
+
+    assert "UTF-8" in error_of(response, 400)
+    assert_unharmed(client, server, before)
+
+
+@pytest.mark.parametrize(("body", "expected"), [(b"", "empty body"), (b"[]", "between 1 and")],
+                         ids=["no-bytes", "empty-array"])
+def test_empty_body_is_400(
+    client: httpx.Client, server: Server, before: dict[str, Any], body: bytes, expected: str
+) -> None:
+    response = client.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+
+    assert expected in error_of(response, 400)
+    assert_unharmed(client, server, before)
+
+
+WRONG_ENVELOPES = {
+    "no-type": {"event": inference_event()["event"]},
+    "no-event": {"type": "InferenceRecorded"},
+    "extra-key": {**inference_event(), "schema": 1},
+    "bare-event": inference_event()["event"],
+    "a-string": "InferenceRecorded",
+    "a-number": 42,
+}
+
+
+@pytest.mark.parametrize("body", WRONG_ENVELOPES.values(), ids=WRONG_ENVELOPES.keys())
+def test_wrong_envelope_is_422_showing_the_expected_shape(
+    client: httpx.Client, server: Server, before: dict[str, Any], body: Any
+) -> None:
+    message = error_of(client.post("/v1/events", json=body), 422)
+
+    assert '{"type": ..., "event": {...}}' in message
+    assert_unharmed(client, server, before)
+
+
+def test_event_that_is_not_an_object_is_422(client: httpx.Client, server: Server, before: dict[str, Any]) -> None:
+    message = error_of(client.post("/v1/events", json={"type": "InferenceRecorded", "event": [1, 2]}), 422)
+
+    assert "event.event: expected an object" in message
+    assert_unharmed(client, server, before)
+
+
+def test_unknown_event_type_is_422_naming_it_and_the_known_types(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    body = {"type": "InferenceRecordedd", "event": inference_event()["event"]}
+
+    message = error_of(client.post("/v1/events", json=body), 422)
+
+    assert "'InferenceRecordedd'" in message and "InferenceRecorded, BundleRegistered" in message
+    assert_unharmed(client, server, before)
+
+
+# -- events that break the schema -------------------------------------------------------------------------
+
+
+def _without_message_content() -> dict[str, Any]:
+    event = inference_event()
+    del event["event"]["prompt"]["messages"][0]["content"]
+    return event
+
+
+def _with(**fields: Any) -> dict[str, Any]:
+    event = inference_event()
+    event["event"].update(fields)
+    return event
+
+
+def _without(name: str) -> dict[str, Any]:
+    event = inference_event()
+    del event["event"][name]
+    return event
+
+
+SCHEMA_BREAKS = {
+    "missing-nested": (_without_message_content(), "event: InferenceRecorded.prompt.messages[0].content: missing"),
+    "missing-top": (_without("feature"), "InferenceRecorded.feature: missing required field"),
+    "mistyped-number": (_with(params={"temperature": "hot"}), "InferenceRecorded.params.temperature: expected a num"),
+    "mistyped-int": (_with(usage={"prompt_tokens": "10"}), "InferenceRecorded.usage.prompt_tokens: expected an int"),
+    "float-for-int": (_with(cost_usd_micros=1.5), "InferenceRecorded.cost_usd_micros: expected an integer"),
+    "bad-enum": (_with(status="MAYBE"), "InferenceRecorded.status: 'MAYBE' is not one of OK, ERROR"),
+    "null-required": (_with(feature=None), "InferenceRecorded.feature: must not be null"),
+    "unknown-field": (_with(colour="red"), "InferenceRecorded.colour: unknown field"),
+    "bad-timestamp": (_with(occurred_at="yesterday"), "InferenceRecorded.occurred_at: 'yesterday' is not an ISO"),
+    "naive-timestamp": (_with(occurred_at="2026-03-01T00:00:00"), "InferenceRecorded.occurred_at: timestamp"),
+    "long-overflow": (_with(latency_ms=1.0, cost_usd_micros=2**63), "cost_usd_micros: 9223372036854775808 is out"),
+}
+
+
+@pytest.mark.parametrize(("body", "expected"), SCHEMA_BREAKS.values(), ids=SCHEMA_BREAKS.keys())
+def test_event_breaking_the_schema_is_422_naming_the_field_path(
+    client: httpx.Client, server: Server, before: dict[str, Any], body: dict[str, Any], expected: str
+) -> None:
+    message = error_of(client.post("/v1/events", json=body), 422)
+
+    assert expected in message
+    assert_unharmed(client, server, before)
+
+
+def test_timestamp_beyond_year_9999_is_rejected_at_the_api_not_dead_lettered_later(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    """Integer µs fit an Avro long far past the last date Python (and the index reader) can represent;
+    accepting them would answer 202 and then dead-letter the event."""
+    event = inference_event()
+    event["event"]["occurred_at"] = 2**62
+
+    message = error_of(client.post("/v1/events", json=event), 422)
+
+    assert "occurred_at" in message
+    assert_unharmed(client, server, before)
+
+
+def test_batch_with_one_bad_event_stores_none_of_the_batch(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    good = [inference_event(feature="batch-good") for _ in range(3)]
+    bad = _with(params={"temperature": "hot"})
+
+    message = error_of(client.post("/v1/events", json=[good[0], good[1], bad, good[2]]), 422)
+
+    assert message.startswith("events[2]: ") and "params.temperature" in message
+    assert_unharmed(client, server, before)
+    for event in good:
+        assert client.get(f"/v1/outputs/{event['event']['output_id']}").status_code == 404
+    assert client.get("/v1/outputs", params={"feature": "batch-good"}).json()["items"] == []
+
+
+# -- sizes ------------------------------------------------------------------------------------------------
+
+
+def test_event_over_max_event_bytes_is_413_naming_the_limit(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    body = inference_event(text="x" * (MAX_EVENT_BYTES + 100))
+
+    message = error_of(client.post("/v1/events", json=body), 413)
+
+    assert str(MAX_EVENT_BYTES) in message and "LINEAGE_MAX_EVENT_BYTES" in message
+    assert_unharmed(client, server, before)
+
+
+def test_event_in_a_batch_over_max_event_bytes_rejects_the_batch(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    small = inference_event(feature="batch-with-big")
+    big = inference_event(feature="batch-with-big", text="x" * (MAX_EVENT_BYTES + 100))
+
+    assert str(MAX_EVENT_BYTES) in error_of(client.post("/v1/events", json=[small, big]), 413)
+    assert_unharmed(client, server, before)
+    assert client.get(f"/v1/outputs/{small['event']['output_id']}").status_code == 404
+
+
+def test_body_over_max_request_bytes_by_content_length_is_413(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    body = b"[" + b" " * MAX_REQUEST_BYTES + b"]"
+
+    response = client.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.request.headers["content-length"] == str(len(body))
+    assert str(MAX_REQUEST_BYTES) in error_of(response, 413)
+    assert_unharmed(client, server, before)
+
+
+def test_chunked_body_over_max_request_bytes_without_content_length_is_413(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(3 * MAX_REQUEST_BYTES // 1024):
+            yield b" " * 1024
+        yield b"]"
+
+    response = client.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
+
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert str(MAX_REQUEST_BYTES) in error_of(response, 413)
+    assert_unharmed(client, server, before)
+
+
+def test_too_many_events_in_one_request_is_400_naming_the_maximum(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    body = [{}] * (MAX_EVENTS_PER_REQUEST + 1)
+
+    message = error_of(client.post("/v1/events", json=body), 400)
+
+    assert str(MAX_EVENTS_PER_REQUEST) in message and str(MAX_EVENTS_PER_REQUEST + 1) in message
+    assert_unharmed(client, server, before)
+
+
+# -- query parameters and IDs -----------------------------------------------------------------------------
+
+LINEAGE = "/v1/outputs/{earlier}/lineage"
+BAD_QUERIES = {
+    "depth-0": (LINEAGE, {"depth": 0}, "depth"),
+    "depth-99": (LINEAGE, {"depth": 99}, "depth"),
+    "depth-text": (LINEAGE, {"depth": "deep"}, "depth"),
+    "direction-sideways": (LINEAGE, {"direction": "sideways"}, "direction"),
+    "limit-100000": ("/v1/outputs", {"limit": 100000}, "limit"),
+    "limit-0": ("/v1/outputs", {"limit": 0}, "limit"),
+    "since-notadate": ("/v1/outputs", {"since": "notadate"}, "since"),
+    "until-notadate": ("/v1/outputs", {"until": "2026-13-45"}, "until"),
+    "status-bogus": ("/v1/outputs", {"status": "BOGUS"}, "status"),
+    "cursor-undecodable": ("/v1/outputs", {"cursor": "abc"}, "cursor"),
+    "cursor-not-base64": ("/v1/outputs", {"cursor": "!!!!"}, "cursor"),
+    "cursor-too-long": ("/v1/outputs", {"cursor": "A" * 600}, "cursor"),
+    "dead-letters-limit": ("/v1/dead-letters", {"limit": 10**6}, "limit"),
+}
+
+
+@pytest.mark.parametrize(("path", "params", "names"), BAD_QUERIES.values(), ids=BAD_QUERIES.keys())
+def test_bad_query_parameter_is_a_4xx_json_error_naming_it(
+    client: httpx.Client, server: Server, before: dict[str, Any], path: str, params: dict[str, Any], names: str
+) -> None:
+    response = client.get(path.format(earlier=server.earlier_output), params=params)
+
+    assert response.status_code in (400, 422), response.text
+    assert names in error_of(response, response.status_code)
+    assert_unharmed(client, server, before)
+
+
+def _encode_every_byte(text: str) -> str:
+    """Percent-encode everything but letters and digits, dots included, so no client rewrites the path."""
+    keep = set(string.ascii_letters + string.digits + "_")
+    return "".join(c if c in keep else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+ODD_IDS = {
+    "traversal": "../../../etc/passwd",
+    "dot-dot": "..",
+    "very-long": "out_" + "0" * 5000,
+    "just-over-128": "out_" + "a" * 125,
+    "sql-and-nul": "out_ü\x00'; DROP TABLE outputs;--",
+    "newline": "out_a\nb",
+    "percent": "out_%41%",
+    "emoji": "out_⚡🔌",
+    "slash-encoded": "out_a/b",
+    "backslash": "..\\..\\windows",
+}
+
+
+@pytest.mark.parametrize("odd", ODD_IDS.values(), ids=ODD_IDS.keys())
+@pytest.mark.parametrize("route", ["", "/lineage"])
+def test_odd_output_ids_are_404_or_422_never_500(
+    client: httpx.Client, server: Server, before: dict[str, Any], odd: str, route: str
+) -> None:
+    response = client.get(f"/v1/outputs/{_encode_every_byte(odd)}{route}")
+
+    assert response.status_code in (404, 422), response.text
+    error_of(response, response.status_code)
+    assert_unharmed(client, server, before)
+
+
+# -- Avro bodies and the dead-letter store ----------------------------------------------------------------
+
+
+def _valid_avro() -> bytes:
+    codec = Codec()
+    record = from_json(codec.registry.latest("InferenceRecorded").schema, inference_event()["event"])
+    return codec.encode("InferenceRecorded", record)
+
+
+AVRO_GARBAGE = {
+    "text": (b"this is not avro at all", "bad magic byte"),
+    "too-short": (b"\x00\x00\x01", "shorter than the 5-byte"),
+    "unknown-schema-id": (b"\x00\x00\x00\x03\xe7" + _valid_avro()[5:], "unknown schema id 999"),
+    "corrupt-body": (b"\x00\x00\x00\x00\x01" + b"\xff" * 40, "corrupt Avro body for schema id 1"),
+    "truncated": (_valid_avro()[:-7], "schema id 1"),
+    "trailing-bytes": (_valid_avro() + b"\x00\x00", "trailing bytes"),
+}
+
+
+@pytest.mark.parametrize(("body", "expected"), AVRO_GARBAGE.values(), ids=AVRO_GARBAGE.keys())
+def test_avro_body_that_does_not_decode_is_422_naming_the_problem(
+    client: httpx.Client, server: Server, before: dict[str, Any], body: bytes, expected: str
+) -> None:
+    response = client.post("/v1/events", content=body, headers={"Content-Type": AVRO_MEDIA_TYPE})
+
+    assert expected in error_of(response, 422)
+    assert_unharmed(client, server, before)
+
+
+def test_avro_body_over_max_event_bytes_is_413(client: httpx.Client, server: Server, before: dict[str, Any]) -> None:
+    codec = Codec()
+    event = inference_event(text="y" * (MAX_EVENT_BYTES + 10))["event"]
+    body = codec.encode("InferenceRecorded", from_json(codec.registry.latest("InferenceRecorded").schema, event))
+
+    response = client.post("/v1/events", content=body, headers={"Content-Type": AVRO_MEDIA_TYPE})
+
+    assert str(MAX_EVENT_BYTES) in error_of(response, 413)
+    assert_unharmed(client, server, before)
+
+
+def test_garbage_written_straight_to_the_log_becomes_dead_letters_and_the_stream_moves_on(
+    client: httpx.Client, server: Server, before: dict[str, Any]
+) -> None:
+    unknown_schema = b"\x00\x00\x00\x03\xe7" + _valid_avro()[5:]
+    log = SqliteEventLog(sqlite_path(server.settings.resolved_log_url))
+    try:
+        log.append([(b"k1", unknown_schema), (None, b"garbage, not framed")])
+    finally:
+        log.close()
+
+    assert_unharmed(client, server, before, appended=2, dead=2)
+
+    letters = client.get("/v1/dead-letters").raise_for_status().json()["items"]
+    first = before["log_end_offset"]
+    reasons = {d["log_offset"]: d for d in letters if d["log_offset"] >= first}
+    assert sorted(reasons) == [first, first + 1]
+    assert "unknown schema id 999" in reasons[first]["reason"]
+    assert reasons[first]["size"] == len(unknown_schema)
+    assert "bad magic byte" in reasons[first + 1]["reason"]
