@@ -3,6 +3,7 @@ statuses in one handler, so routes never raise HTTPException for them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,6 +45,9 @@ def create_app(services: Services, *, run_projectors: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_projectors:
             drain_spool(services)
+            backlog = services.runner.lag()
+            if backlog:
+                logging.getLogger("llm_lineage").info("indexing a backlog of %d events", backlog)
             services.runner.start()
         yield
         services.close()

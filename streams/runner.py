@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -144,9 +145,12 @@ class EmbeddedRunner:
         one commits was measured slower (sqlite3 holds the GIL while binding rows, so the threads trade
         the GIL at every step).
         """
-        total = 0
+        total, report_at = 0, time.monotonic() + 5.0
         while not self._stop.is_set() and (n := self.run_once()):
             total += n
+            if time.monotonic() >= report_at:  # long backlogs (first start, a restart after downtime)
+                log.info("indexed %d events so far; %d behind", total, self.lag())
+                report_at = time.monotonic() + 5.0
         return total
 
     def lag(self) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -181,7 +183,7 @@ SCHEMA_BREAKS = {
     "mistyped-int": (_with(usage={"prompt_tokens": "10"}), "InferenceRecorded.usage.prompt_tokens: expected an int"),
     "float-for-int": (_with(cost_usd_micros=1.5), "InferenceRecorded.cost_usd_micros: expected an integer"),
     "bad-enum": (_with(status="MAYBE"), "InferenceRecorded.status: 'MAYBE' is not one of OK, ERROR"),
-    "null-required": (_with(feature=None), "InferenceRecorded.feature: must not be null"),
+    "null-required": (_with(feature=None), "InferenceRecorded.feature: expected a string, got null"),
     "unknown-field": (_with(colour="red"), "InferenceRecorded.colour: unknown field"),
     "bad-timestamp": (_with(occurred_at="yesterday"), "InferenceRecorded.occurred_at: 'yesterday' is not an ISO"),
     "naive-timestamp": (_with(occurred_at="2026-03-01T00:00:00"), "InferenceRecorded.occurred_at: timestamp"),
@@ -211,6 +213,30 @@ def test_timestamp_beyond_year_9999_is_rejected_at_the_api_not_dead_lettered_lat
 
     assert "occurred_at" in message
     assert_unharmed(client, server, before)
+
+
+def test_event_at_the_last_representable_microsecond_does_not_break_reads(tmp_path: Path) -> None:
+    """Either the API refuses the timestamp, or every read that shows it works: one odd event must not
+    turn listings and lineage graphs into 500s for everyone."""
+    services = open_services(Settings(data_dir=tmp_path))
+    with serve_app(create_app(services)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        ordinary = inference_event(feature="edge")
+        edge = inference_event(feature="edge", occurred_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+        assert client.post("/v1/events", json=ordinary).status_code == 202
+        response = client.post("/v1/events", json=edge)
+        if response.status_code != 202:
+            assert "occurred_at" in error_of(response, 422)
+        wait_indexed(client)
+
+        listing = client.get("/v1/outputs", params={"feature": "edge"})
+        assert listing.status_code == 200, listing.text
+        graph = client.get(f"/v1/outputs/{ordinary['event']['output_id']}/lineage", params={"direction": "both"})
+        assert graph.status_code == 200, graph.text
+        if response.status_code == 202:
+            oid = edge["event"]["output_id"]
+            assert client.get(f"/v1/outputs/{oid}").json()["occurred_at"] == "9999-12-31T23:59:59.999999Z"
+            listed = {i["output_id"]: i["occurred_at"] for i in listing.json()["items"]}
+            assert listed[oid] == "9999-12-31T23:59:59.999999Z"
 
 
 def test_batch_with_one_bad_event_stores_none_of_the_batch(
