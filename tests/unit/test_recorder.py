@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -341,13 +342,16 @@ CALLS_WITH_NAIVE_TIME: dict[str, Callable[[Recorder], object]] = {
 
 
 @pytest.mark.parametrize("call", sorted(CALLS_WITH_NAIVE_TIME))
-def test_a_naive_occurred_at_raises_value_error_on_the_caller(
-    recorder: Recorder, log: MemoryEventLog, call: str
-) -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        CALLS_WITH_NAIVE_TIME[call](recorder)
-    recorder.flush()  # nothing was queued, so nothing is rejected later either
-    assert log.end_offset() == 0
+def test_a_naive_occurred_at_raises_value_error_on_the_caller(log: MemoryEventLog, call: str) -> None:
+    rec = Recorder(log)
+    try:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            CALLS_WITH_NAIVE_TIME[call](rec)
+        rec.flush()  # nothing was queued, so nothing is rejected later either
+        assert log.end_offset() == 0
+    finally:
+        with contextlib.suppress(RecordsRejectedError):  # only reached when the check above already failed
+            rec.close()
 
 
 # -- rejected records ---------------------------------------------------------------------------------------
