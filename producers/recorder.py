@@ -146,7 +146,8 @@ class Recorder:
     ) -> None:
         """Record that a downstream system used an output."""
         now_ns = time.time_ns()
-        self._enqueue((_CONSUMED, uuid7_bytes(now_ns), output_id, now_ns // 1000, occurred_at,
+        occurred_us = ev.to_micros(occurred_at, now_ns // 1000)  # a naive datetime fails here, on the caller
+        self._enqueue((_CONSUMED, uuid7_bytes(now_ns), output_id, occurred_us, None,
                        tenant or self.tenant, consumer, consumer_ref, purpose))
 
     def register_bundle(

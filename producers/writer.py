@@ -37,6 +37,8 @@ class Writer(threading.Thread):
         self._idle = False
         self._stopping = False
         self._rejections: list[str] = []
+        # Spool files another (crashed or closed) recorder left behind: drain them once the log answers.
+        self._orphans = spool is not None and spool.has_files()
         self._counts = {"recorded": 0, "acknowledged": 0, "spooled": 0, "drained": 0, "rejected": 0}
 
     # -- called from other threads -------------------------------------------------------------------
@@ -56,6 +58,11 @@ class Writer(threading.Thread):
         self._wake.set()
         self.join(timeout)
         if self.spool is not None:
+            if not self.is_alive() and (self.spool.pending or self._orphans):
+                try:  # one last try, so a short outage does not leave records waiting for the next process
+                    self._counts["drained"] += self.spool.drain(self.log, batch_size=self.batch_size)
+                except LogError as exc:
+                    log.warning("llm-lineage: %d records stay spooled for the next run (%s)", self.spool.pending, exc)
             self.spool.close()
         self.log.close()
 
@@ -161,7 +168,7 @@ class Writer(threading.Thread):
         return 0.5
 
     def _maybe_drain(self) -> None:
-        if self.spool is None or (not self._retry_at and not self.spool.pending):
+        if self.spool is None or (not self._retry_at and not self.spool.pending and not self._orphans):
             return
         if time.monotonic() < self._retry_at:
             return
@@ -171,6 +178,6 @@ class Writer(threading.Thread):
             self._schedule_retry(exc)
             return
         self._counts["drained"] += moved
-        self._retry_at, self._backoff = 0.0, 0.0
+        self._retry_at, self._backoff, self._orphans = 0.0, 0.0, False
         if moved:
             log.info("llm-lineage: event log back; drained %d spooled records", moved)

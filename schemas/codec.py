@@ -23,7 +23,7 @@ from schemas.errors import (
 from schemas.registry import SchemaRegistry, load_registry
 
 MAGIC = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 
 

@@ -7,6 +7,7 @@ field is the value or null, a timestamp-micros is an integer of µs or an ISO-86
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,7 +84,7 @@ def _record(schema: dict[str, Any], value: Any, path: str, named: dict[str, Any]
         if name in value:
             out[name] = _convert(f["type"], value[name], sub, named, problems)
         elif "default" in f:
-            out[name] = f["default"]
+            out[name] = copy.deepcopy(f["default"])  # never hand out the cached schema's own lists
         else:
             problems.append(f"{sub}: missing required field")
     return out
@@ -122,7 +123,11 @@ def _primitive(kind: str, value: Any, path: str, problems: list[str]) -> Any:
     if kind in ("float", "double"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return _bad(problems, path, "a number", value)
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            problems.append(f"{path}: {value} is out of range for a {kind}")
+            return None
     if kind == "null":
         return None if value is None else _bad(problems, path, "null", value)
     if kind == "bytes":
@@ -133,6 +138,9 @@ def _primitive(kind: str, value: Any, path: str, problems: list[str]) -> Any:
 
 def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
+        low, high = _INT_RANGE["long"]
+        if not low <= value <= high:
+            problems.append(f"{path}: {value} is out of range for a timestamp (Avro long of microseconds)")
         return value
     if isinstance(value, str):
         try:

@@ -77,12 +77,16 @@ def serve_app(app: Any) -> Iterator[str]:
 
 
 def wait_indexed(client: httpx.Client, *, timeout: float = 15.0) -> dict[str, Any]:
-    """Wait until the runner has applied everything in the log (GET /v1/stats lag == 0); returns the stats."""
-    def caught_up() -> dict[str, Any] | None:
-        stats: dict[str, Any] = client.get("/v1/stats").raise_for_status().json()
-        return stats if stats["lag"] == 0 else None
+    """Wait until the runner has applied everything in the log (GET /v1/stats lag == 0); returns the stats.
 
-    return wait_for(caught_up, timeout=timeout, what="the index to catch up with the log")
+    /v1/stats counts rows before it measures the lag, so the answer that first shows lag 0 may carry counts
+    from just before the last batch; the stats are read once more after that."""
+    def caught_up() -> bool | None:
+        return True if client.get("/v1/stats").raise_for_status().json()["lag"] == 0 else None
+
+    wait_for(caught_up, timeout=timeout, what="the index to catch up with the log")
+    stats: dict[str, Any] = client.get("/v1/stats").raise_for_status().json()
+    return stats
 
 
 # -- `lineage up` as a subprocess ------------------------------------------------------------------------

@@ -180,10 +180,10 @@ def test_decodes_an_older_registered_version_into_the_current_shape() -> None:
     v1 = copy.deepcopy(current)
     v1["fields"] = [f for f in v1["fields"] if f["name"] != "purpose"]
     v2 = copy.deepcopy(current)
-    old_only = SchemaRegistry((SchemaVersion(schema_id=40, name="OutputConsumed", version=1, schema=v1,
-                                             fingerprint=fingerprint(v1)),))
-    both = SchemaRegistry(old_only.versions + (SchemaVersion(schema_id=41, name="OutputConsumed", version=2,
-                                                             schema=v2, fingerprint=fingerprint(v2)),))
+    version_1 = SchemaVersion(schema_id=40, name="OutputConsumed", version=1, schema=v1, fingerprint=fingerprint(v1))
+    version_2 = SchemaVersion(schema_id=41, name="OutputConsumed", version=2, schema=v2, fingerprint=fingerprint(v2))
+    old_only = SchemaRegistry((version_1,))
+    both = SchemaRegistry((version_1, version_2))
     record = {k: v for k, v in output_consumed().items() if k != "purpose"}
     old_bytes = Codec(old_only).encode("OutputConsumed", record)
     assert schema_id_of(old_bytes) == 40

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import random
 import threading
 import time
@@ -57,14 +58,14 @@ def test_uuid7_bytes_embeds_the_current_unix_millisecond() -> None:
 
 def test_ids_made_in_a_tight_loop_are_strictly_increasing() -> None:
     ids = [uuid7_bytes() for _ in range(20_000)]
-    assert all(a < b for a, b in zip(ids, ids[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(ids))
 
 
 def test_ids_stay_increasing_when_the_same_millisecond_counter_runs_out() -> None:
     # Thousands of IDs stamped with one clock reading exhaust the 12-bit counter and borrow the next ms.
     fixed_ns = time.time_ns()
     ids = [uuid7_bytes(fixed_ns) for _ in range(6000)]
-    assert all(a < b for a, b in zip(ids, ids[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(ids))
     assert timestamp_from_uuid7(ids[-1]) > timestamp_from_uuid7(ids[0])
     for raw in ids[::500]:
         assert_uuid7(raw)
@@ -92,7 +93,7 @@ def test_ids_from_many_threads_are_unique_and_increasing_per_thread() -> None:
     everything = [raw for ids in results.values() for raw in ids]
     assert len(set(everything)) == len(everything)
     for ids in results.values():
-        assert all(a < b for a, b in zip(ids, ids[1:], strict=False))
+        assert all(a < b for a, b in itertools.pairwise(ids))
 
 
 def test_uuid7_at_embeds_the_given_millisecond() -> None:

@@ -1,4 +1,5 @@
-"""project(): decoded events in, index rows out; pure, deterministic, with every field in its column."""
+"""project(): decoded events in, index rows out; pure, deterministic, with every field in its column.
+check_event(): what the index cannot hold is refused before projection, naming the field."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from schemas.errors import EventValidationError
 from schemas.hashing import sha256_hex
-from streams.projector import RowBatch, SourceEvent, project
+from streams.projector import RowBatch, SourceEvent, check_event, project
 from tests.factories import (
     alias_event,
     bundle_event,
@@ -167,3 +171,25 @@ def test_project_is_pure_and_deterministic() -> None:
 
 def test_an_empty_batch_projects_to_no_rows() -> None:
     assert project([]) == RowBatch()
+
+
+@pytest.mark.parametrize(("name", "record", "message"), [
+    ("InferenceRecorded", inference_event(model={"served": "s" * 257}), "InferenceRecorded.model.served: is 257"),
+    ("InferenceRecorded", inference_event(bundle={"bundle_id": "b" * 65, "name": "n", "version": "1"}),
+     "InferenceRecorded.bundle.bundle_id"),
+    ("InferenceRecorded", inference_event(output_id=""), "InferenceRecorded.output_id: must not be empty"),
+    ("InferenceRecorded", inference_event(parent_output_ids=["out_ok", ""]), "parent_output_ids[1]"),
+    ("OutputConsumed", consumed_event("out_x", consumer="planner\x00"), "OutputConsumed.consumer: contains a NUL"),
+    ("AliasMoved", alias_event("b" * 64, alias="a" * 129), "AliasMoved.alias: is 129 characters, over 128"),
+], ids=["nested-length", "bundle-ref", "empty-output-id", "empty-parent", "nul", "alias"])
+def test_check_event_names_the_field_the_index_cannot_hold(name: str, record: dict[str, Any], message: str) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        check_event(decode(encode(name, record)))
+    assert message in str(caught.value)
+
+
+def test_check_event_accepts_realistic_events_at_the_limits() -> None:
+    for name, record in [("InferenceRecorded", inference_event(feature="f" * 256, trace_id="t" * 128)),
+                         ("OutputConsumed", consumed_event("out_x", consumer="c" * 256)),
+                         ("BundleRegistered", bundle_event()), ("AliasMoved", alias_event("b" * 64))]:
+        check_event(decode(encode(name, record)))

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event, func, select
 
 from producers.log import LogRecord
 from producers.memory_log import MemoryEventLog
-from schemas.errors import IndexError_, LogUnavailableError
+from schemas.errors import IndexError_, IndexRejectedError, LogUnavailableError
 from streams import tables as t
 from streams.reader import IndexReader
 from streams.runner import EmbeddedRunner
@@ -38,6 +38,19 @@ class Crash(Exception):
     """Stands for the process dying at that point."""
 
 
+REFUSED_TENANT = "gridco-archive"
+
+
+class RefusingStore(IndexStore):
+    """Injected fault: the database refuses any batch holding an output of REFUSED_TENANT, which sends the
+    runner down its event-by-event path."""
+
+    def apply(self, rows: Any, **kwargs: Any) -> None:
+        if any(o["tenant"] == REFUSED_TENANT for o in rows.outputs):
+            raise IndexRejectedError("value too long for type character varying(128) (injected)")
+        super().apply(rows, **kwargs)
+
+
 def workload() -> tuple[list[tuple[bytes | None, bytes]], dict[str, int]]:
     """30 log records (bundles, chained inferences, consumptions, alias moves, 2 undecodable) and the row
     counts a correct index holds after all of them."""
@@ -46,7 +59,8 @@ def workload() -> tuple[list[tuple[bytes | None, bytes]], dict[str, int]]:
     previous: str | None = None
     for i in range(20):
         rec = inference_event(bundle=bundle_ref(bundle) if i % 2 else None,
-                              parent_output_ids=[previous] if previous and i % 4 else [])
+                              parent_output_ids=[previous] if previous and i % 4 else [],
+                              tenant=REFUSED_TENANT if i == 0 else "gridco")
         events.append(("InferenceRecorded", rec))
         previous = rec["output_id"]
         if i % 4 == 3:
@@ -139,6 +153,18 @@ def crashing_apply(n: int, after_commit: bool) -> Callable[..., None]:
     return apply
 
 
+def crash_at_statement(k: int) -> Callable[..., None]:
+    executed = 0
+
+    def fault(*_: Any) -> None:
+        nonlocal executed
+        executed += 1
+        if executed == k:
+            raise Crash(f"statement {k}")
+
+    return fault
+
+
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "after-commit"])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_a_new_runner_after_a_crash_on_the_nth_batch_indexes_everything_once(
@@ -161,14 +187,19 @@ def test_a_new_runner_after_a_crash_on_the_nth_batch_indexes_everything_once(
         engine.dispose()
 
 
-def test_a_crash_at_any_statement_loses_and_duplicates_nothing(tmp_path: Path, loaded: Any) -> None:
+@pytest.mark.parametrize("store_type", [IndexStore, RefusingStore], ids=["batch", "event-by-event"])
+def test_a_crash_at_any_statement_loses_and_duplicates_nothing(
+    tmp_path: Path, loaded: Any, store_type: type[IndexStore]
+) -> None:
     log, expected = loaded
+    if store_type is RefusingStore:  # the first output is dead-lettered, with its two document edges
+        expected = {**expected, "outputs": 19, "dead_letters": 3, "edges": expected["edges"] - 2}
 
     def statements_in_a_full_run() -> int:
         engine = open_engine(f"sqlite:///{tmp_path / 'dry.db'}")
         seen = []
         event.listen(engine, "before_cursor_execute", lambda *a: seen.append(1))
-        EmbeddedRunner(log, IndexStore(engine), batch_size=7).catch_up()
+        EmbeddedRunner(log, store_type(engine), batch_size=7).catch_up()
         engine.dispose()
         return len(seen)
 
@@ -177,20 +208,12 @@ def test_a_crash_at_any_statement_loses_and_duplicates_nothing(tmp_path: Path, l
     for k in range(1, total + 1):
         url = f"sqlite:///{tmp_path / f'crash-{k}.db'}"
         engine = open_engine(url)
-        executed = 0
-
-        def fault(*_: Any) -> None:
-            nonlocal executed
-            executed += 1
-            if executed == k:
-                raise Crash(f"statement {k}")
-
-        event.listen(engine, "before_cursor_execute", fault)
+        event.listen(engine, "before_cursor_execute", crash_at_statement(k))
         with pytest.raises(Crash):
-            EmbeddedRunner(log, IndexStore(engine), batch_size=7).catch_up()
+            EmbeddedRunner(log, store_type(engine), batch_size=7).catch_up()
         engine.dispose()
         engine = open_engine(url)
-        EmbeddedRunner(log, IndexStore(engine), batch_size=7).catch_up()
+        EmbeddedRunner(log, store_type(engine), batch_size=7).catch_up()
         assert counts(engine) == expected, f"after a crash at statement {k}"
         engine.dispose()
 
