@@ -27,8 +27,10 @@ import socket
 import sqlite3
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +142,22 @@ def load(data_dir: Path, events: int, workers: int, seed: int) -> dict[str, Any]
     per_chunk = CHUNK_CYCLES * CYCLE_EVENTS
     tasks = [(c, min(per_chunk, events - c * per_chunk), len(prelude) + c * per_chunk)
              for c in range(-(-events // per_chunk))]
-    loaded, value_bytes, dead = 0, 0, 0
+    loaded, value_bytes, dead, apply_s = 0, 0, 0, 0.0
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(seed, bundles)) as pool:
-        for chunk, rows, bad, n, nbytes in pool.imap(_load_chunk, tasks):
+        # A bounded window of chunks in flight (imap would buffer every finished chunk if the writer lags).
+        pending: deque[Any] = deque()
+        todo = iter(tasks)
+        for task in islice(todo, 2 * workers):
+            pending.append(pool.apply_async(_load_chunk, (task,)))
+        while pending:
+            chunk, rows, bad, n, nbytes = pending.popleft().get()
+            for task in islice(todo, 1):
+                pending.append(pool.apply_async(_load_chunk, (task,)))
             _, count, base = tasks[chunk]
+            t0 = time.monotonic()
             store.apply(rows, partition=0, next_offset=base + count, dead_letters=bad)
+            apply_s += time.monotonic() - t0
             loaded, value_bytes, dead = loaded + n, value_bytes + nbytes, dead + len(bad)
             if chunk % 40 == 0:
                 rate = loaded / (time.monotonic() - started)
@@ -154,7 +166,8 @@ def load(data_dir: Path, events: int, workers: int, seed: int) -> dict[str, Any]
     stats = services.reader.stats()
     services.close()
     return {"skipped": False, "events": loaded, "bundle_events": len(prelude), "seconds": round(seconds, 1),
-            "events_per_s": round(loaded / seconds), "workers": workers, "dead_letters": dead,
+            "events_per_s": round(loaded / seconds), "workers": workers, "index_writer_busy_s": round(apply_s, 1),
+            "dead_letters": dead,
             "avro_value_avg_bytes": round(value_bytes / max(1, loaded)), "index": stats}
 
 
@@ -211,7 +224,7 @@ def sample_ids(index_db: Path, count: int, rng: random.Random, *, with_parents: 
             found.update(ids)
     finally:
         conn.close()
-    picked = sorted(found)[:count] if len(found) >= count else sorted(found)
+    picked = sorted(found)[:count]
     rng.shuffle(picked)
     if not picked:
         raise RuntimeError(f"no outputs{' with parents' if with_parents else ''} in {index_db}")

@@ -18,6 +18,7 @@ from schemas.errors import EventTooLargeError, EventValidationError, InvalidRequ
 from schemas.ids import event_id_text, output_id_from, uuid7_bytes
 from schemas.jsonform import from_json
 from schemas.registry import EVENT_TYPES
+from streams.checks import check_fits
 from streams.projector import check_event
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -43,6 +44,7 @@ async def post_events(request: Request) -> JSONResponse:
         check_size(body, services.settings.max_event_bytes)
         decoded = services.codec.decode(body)
         check_event(decoded)
+        check_fits(decoded)
         records = [(_key(decoded.name, decoded.record), body)]
         accepted = [_ids(decoded.record)]
     else:
@@ -92,7 +94,9 @@ def _from_json(codec: Codec, body: bytes, max_event_bytes: int) -> tuple[Encoded
         _fill_ids(name, event)
         try:
             record = from_json(codec.registry.latest(name).schema, event)
-            check_event(DecodedEvent(name, codec.schema_id(name), record))  # what the index would refuse
+            decoded = DecodedEvent(name, codec.schema_id(name), record)
+            check_event(decoded)  # what the index would refuse, refused now rather than dead-lettered later
+            check_fits(decoded)
             value = codec.encode(name, record)
             check_size(value, max_event_bytes)
         except EventValidationError as exc:

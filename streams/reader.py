@@ -168,6 +168,9 @@ def _encode_cursor(output_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequestError(f"bad cursor {cursor[:40]!r}: pass next_cursor from a previous page") from None
+        value = ""
+    if not value:
+        raise InvalidRequestError(f"bad cursor {cursor[:40]!r}: pass next_cursor from a previous page")
+    return value

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from schemas.codec import DEFAULT_MAX_EVENT_BYTES, Codec, check_size
 from schemas.errors import EventError, IndexRejectedError, LineageError
+from streams.checks import check_fits, unfit
 from streams.projector import RowBatch, SourceEvent, check_event, project
 from streams.store import DeadLetter, IndexStore
 
@@ -53,6 +54,17 @@ def decode_batch(
         except EventError as exc:
             bad.append(DeadLetter(partition, rec.offset, str(exc), rec.value))
     return good, bad
+
+
+def _split_unfit(good: list[SourceEvent], bad: list[DeadLetter]) -> tuple[list[SourceEvent], list[DeadLetter]]:
+    fits: list[SourceEvent] = []
+    for item in good:
+        try:
+            check_fits(item.event)
+            fits.append(item)
+        except EventError as exc:
+            bad.append(DeadLetter(item.partition, item.offset, str(exc), item.raw))
+    return fits, bad
 
 
 @dataclass(slots=True)
@@ -97,7 +109,11 @@ class EmbeddedRunner:
         if not records:
             return None
         good, bad = decode_batch(self.codec, self.source.partition, records, self.max_event_bytes)
-        return _Prepared(good, project(good), bad, records[0].offset, records[-1].offset + 1)
+        rows = project(good)
+        if unfit(rows) is not None:  # rare: find the events at fault, dead-letter them, project the rest
+            good, bad = _split_unfit(good, bad)
+            rows = project(good)
+        return _Prepared(good, rows, bad, records[0].offset, records[-1].offset + 1)
 
     def _commit(self, batch: _Prepared) -> None:
         try:

@@ -34,12 +34,13 @@ def open_engine(url: str) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: error messages must not carry event bodies and prompt text into logs.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgresql"):
         if not url.startswith("postgresql+psycopg://"):
             raise ConfigError(f"use the psycopg 3 driver for PostgreSQL: postgresql+psycopg://… (got {url!r})")
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True)
     else:
         raise ConfigError(f"unsupported index URL {url!r}; use sqlite:///path/index.db or postgresql+psycopg://…")
     try:

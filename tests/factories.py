@@ -5,6 +5,7 @@ dict override is merged into the default record; any other value (None included)
 IDs follow the product's rules: the event ID is a UUIDv7 of `occurred_at` and the output ID derives from the
 same bytes, so "newest first" by output ID is also newest first by time. Without an explicit `occurred_at`,
 each event gets the next millisecond of a process-wide clock, so events built in order stay in order.
+`build_world()` assembles a small realistic history (a bundle, a consumed chain of calls, varied outputs).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,3 +219,72 @@ def chain(length: int = 3, **overrides: Any) -> list[dict[str, Any]]:
         parents = [records[-1]["output_id"]] if records else []
         records.append(inference_event(parent_output_ids=parents, **overrides))
     return records
+
+
+WORLD_START = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
+_MIN = timedelta(minutes=1)
+
+
+@dataclass
+class World:
+    """A small realistic history: a registered bundle; a chain A -> B -> C (B fed by A, C fed by B, all on
+    trace 'trace-north') with C consumed by 'dispatch-planner'; nine other outputs varying feature, status,
+    model and bundle (registered, none, unregistered), every event at a known minute after WORLD_START."""
+
+    bundle: dict[str, Any]
+    a: dict[str, Any]
+    b: dict[str, Any]
+    c: dict[str, Any]
+    others: list[dict[str, Any]]
+    events: list[Event]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return [self.a, self.b, self.c, *self.others]
+
+
+def build_world(start: datetime = WORLD_START) -> World:
+    bundle = bundle_event(occurred_at=start)
+    ref = bundle_ref(bundle)
+    a = inference_event(
+        occurred_at=start + _MIN, feature="weather-summary", trace_id="trace-north",
+        prompt={"template_id": "weather-summary", "template_version": "1", "template_sha256": sha256_hex("w1")},
+        retrieval={"documents": [document("weather/north-2026-11-03")]},
+        model={"requested": "gpt-4o-mini", "served": "gpt-4o-mini-2024-07-18", "fingerprint": "fp_mini"},
+    )
+    b = inference_event(
+        occurred_at=start + 2 * _MIN, trace_id="trace-north", bundle=ref, parent_output_ids=[a["output_id"]],
+        retrieval={"documents": [document("grid-ops/north-load-2026-10"), document("grid-ops/outages")]},
+        attempts=[
+            {"provider": "azure", "model": "gpt-4o", "status": "TIMEOUT", "error": "read timeout after 30s",
+             "latency_ms": 30000.0},
+            {"provider": "openai", "model": "gpt-4o", "status": "OK", "error": None, "latency_ms": 812.5},
+        ],
+    )
+    c = inference_event(
+        occurred_at=start + 3 * _MIN, feature="dispatch-note", trace_id="trace-north", bundle=ref,
+        parent_output_ids=[b["output_id"]], retrieval=None,
+        prompt={"template_id": "dispatch-note", "template_version": "2", "template_sha256": sha256_hex("d2")},
+    )
+    unregistered = {"bundle_id": sha256_hex("never registered"), "name": "load-forecaster", "version": "0.9"}
+    features = ["day-ahead-load", "intraday-load", "outage-summary"]
+    statuses = ["OK", "OK", "ERROR", "REFUSED", "TIMEOUT"]
+    served = ["gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "claude-sonnet-4-5"]
+    others = [
+        inference_event(
+            occurred_at=start + (10 + 7 * i) * _MIN, feature=features[i % 3], status=statuses[i % 5],
+            model={"provider": "anthropic" if i % 3 == 2 else "openai",
+                   "requested": "claude-sonnet" if i % 3 == 2 else "gpt-4o", "served": served[i % 3]},
+            bundle=[ref, None, unregistered][i % 3],
+            error={"type": "ProviderError", "message": f"failure {i}"} if statuses[i % 5] != "OK" else None,
+        )
+        for i in range(9)
+    ]
+    events: list[Event] = [
+        ("BundleRegistered", bundle), ("InferenceRecorded", a), ("InferenceRecorded", b),
+        ("InferenceRecorded", c),
+        ("OutputConsumed", consumed_event(c["output_id"], occurred_at=start + 4 * _MIN)),
+        ("AliasMoved", alias_event(bundle["bundle_id"], occurred_at=start + 5 * _MIN)),
+        *[("InferenceRecorded", o) for o in others],
+    ]
+    return World(bundle, a, b, c, others, events)

@@ -4,8 +4,7 @@ the public API (open_engine, IndexStore, EmbeddedRunner over a MemoryEventLog, I
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -14,7 +13,6 @@ from sqlalchemy import Engine, func, select, text
 
 from producers.memory_log import MemoryEventLog
 from schemas.errors import IndexError_, InvalidRequestError, NotFoundError
-from schemas.hashing import sha256_hex
 from streams import tables as t
 from streams.lineage import lineage_graph
 from streams.projector import RowBatch
@@ -23,10 +21,12 @@ from streams.runner import EmbeddedRunner
 from streams.store import IndexStore, open_engine
 from tests.factories import (
     GARBAGE,
+    WORLD_START,
     Event,
+    World,
     alias_event,
+    build_world,
     bundle_event,
-    bundle_ref,
     consumed_event,
     document,
     inference_event,
@@ -35,71 +35,7 @@ from tests.factories import (
     unknown_schema_bytes,
 )
 
-T0 = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)
-MIN = timedelta(minutes=1)
-
-
-@dataclass
-class World:
-    """A registered bundle, a chain A -> B -> C (C consumed by dispatch-planner) and nine other outputs."""
-
-    bundle: dict[str, Any]
-    a: dict[str, Any]
-    b: dict[str, Any]
-    c: dict[str, Any]
-    others: list[dict[str, Any]]
-    events: list[Event]
-
-    @property
-    def outputs(self) -> list[dict[str, Any]]:
-        return [self.a, self.b, self.c, *self.others]
-
-
-def build_world() -> World:
-    bundle = bundle_event(occurred_at=T0)
-    ref = bundle_ref(bundle)
-    a = inference_event(
-        occurred_at=T0 + MIN, feature="weather-summary", trace_id="trace-north",
-        prompt={"template_id": "weather-summary", "template_version": "1", "template_sha256": sha256_hex("w1")},
-        retrieval={"documents": [document("weather/north-2026-11-03")]},
-        model={"requested": "gpt-4o-mini", "served": "gpt-4o-mini-2024-07-18", "fingerprint": "fp_mini"},
-    )
-    b = inference_event(
-        occurred_at=T0 + 2 * MIN, trace_id="trace-north", bundle=ref, parent_output_ids=[a["output_id"]],
-        retrieval={"documents": [document("grid-ops/north-load-2026-10"), document("grid-ops/outages")]},
-        attempts=[
-            {"provider": "azure", "model": "gpt-4o", "status": "TIMEOUT", "error": "read timeout after 30s",
-             "latency_ms": 30000.0},
-            {"provider": "openai", "model": "gpt-4o", "status": "OK", "error": None, "latency_ms": 812.5},
-        ],
-    )
-    c = inference_event(
-        occurred_at=T0 + 3 * MIN, feature="dispatch-note", trace_id="trace-north", bundle=ref,
-        parent_output_ids=[b["output_id"]], retrieval=None,
-        prompt={"template_id": "dispatch-note", "template_version": "2", "template_sha256": sha256_hex("d2")},
-    )
-    unregistered = {"bundle_id": sha256_hex("never registered"), "name": "load-forecaster", "version": "0.9"}
-    features = ["day-ahead-load", "intraday-load", "outage-summary"]
-    statuses = ["OK", "OK", "ERROR", "REFUSED", "TIMEOUT"]
-    served = ["gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "claude-sonnet-4-5"]
-    others = [
-        inference_event(
-            occurred_at=T0 + (10 + 7 * i) * MIN, feature=features[i % 3], status=statuses[i % 5],
-            model={"provider": "anthropic" if i % 3 == 2 else "openai",
-                   "requested": "claude-sonnet" if i % 3 == 2 else "gpt-4o", "served": served[i % 3]},
-            bundle=[ref, None, unregistered][i % 3],
-            error={"type": "ProviderError", "message": f"failure {i}"} if statuses[i % 5] != "OK" else None,
-        )
-        for i in range(9)
-    ]
-    events: list[Event] = [
-        ("BundleRegistered", bundle), ("InferenceRecorded", a), ("InferenceRecorded", b),
-        ("InferenceRecorded", c),
-        ("OutputConsumed", consumed_event(c["output_id"], occurred_at=T0 + 4 * MIN)),
-        ("AliasMoved", alias_event(bundle["bundle_id"], occurred_at=T0 + 5 * MIN)),
-        *[("InferenceRecorded", o) for o in others],
-    ]
-    return World(bundle, a, b, c, others, events)
+T0, MIN = WORLD_START, timedelta(minutes=1)
 
 
 def all_pages(reader: IndexReader, flt: OutputFilter, limit: int = 50) -> list[dict[str, Any]]:
