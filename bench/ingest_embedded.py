@@ -123,7 +123,8 @@ def producer_only(ctx: Any, data_dir: Path, args: argparse.Namespace) -> dict[st
         "events": r["events"], "record_loop_s": round(record_s, 3),
         "record_calls_per_s": round(r["events"] / record_s),
         "acknowledged_s": round(acked_s, 3), "events_per_s": round(r["events"] / acked_s),
-        "cpu_s": round(r["cpu_s"], 2), "acknowledged": r["stats"]["acknowledged"],
+        "cpu_s": round(r["cpu_s"], 2), "cpu_us_per_event": round(r["cpu_s"] / r["events"] * 1e6, 1),
+        "acknowledged": r["stats"]["acknowledged"],
         "rejected": r["stats"]["rejected"], "spooled": r["stats"]["spooled"],
     }
 
@@ -136,7 +137,8 @@ def runner_only(ctx: Any, data_dir: Path, args: argparse.Namespace) -> dict[str,
     (r,) = _collect(out, [b], 1, args.timeout)
     seconds = (r["t_done_ns"] - r["t_start_ns"]) / 1e9
     return {"events": r["consumed"], "seconds": round(seconds, 3), "events_per_s": round(r["consumed"] / seconds),
-            "cpu_s": round(r["cpu_s"], 2), "index": r["index"], "lag_after": r["lag"]}
+            "cpu_s": round(r["cpu_s"], 2), "cpu_us_per_event": round(r["cpu_s"] / r["consumed"] * 1e6, 1),
+            "index": r["index"], "lag_after": r["lag"]}
 
 
 def end_to_end(ctx: Any, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -160,6 +162,9 @@ def end_to_end(ctx: Any, data_dir: Path, args: argparse.Namespace) -> dict[str, 
         "first_batch_indexed_after_s": round((r["t_first_batch_ns"] - p["t_first_record_ns"]) / 1e9, 3),
         "indexed_after_last_ack_s": round((r["t_done_ns"] - p["t_flushed_ns"]) / 1e9, 3),
         "runner_batches": r["batches"], "producer_cpu_s": round(p["cpu_s"], 2), "runner_cpu_s": round(r["cpu_s"], 2),
+        # Cores the two processes got on average, and the rate if each had had a core to itself.
+        "cores_used": round((p["cpu_s"] + r["cpu_s"]) / seconds, 2),
+        "cpu_bound_ceiling_events_per_s": round(p["events"] / max(p["cpu_s"], r["cpu_s"])),
         "index": r["index"], "lag_after": r["lag"],
     }
 

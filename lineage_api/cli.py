@@ -29,10 +29,10 @@ err = Console(stderr=True)
 
 DataDir = Annotated[
     Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime
-    typer.Option("--data-dir", "-d", help="Data directory [env LINEAGE_DATA_DIR, default ./lineage-data]"),
+    typer.Option("--data-dir", "-d", help="Data directory (env LINEAGE_DATA_DIR, default ./lineage-data)"),
 ]
-Host = Annotated[Optional[str], typer.Option(help="Interface to bind [default 127.0.0.1]")]  # noqa: UP045
-Port = Annotated[Optional[int], typer.Option(help="Port to listen on [default 8600]")]  # noqa: UP045
+Host = Annotated[Optional[str], typer.Option(help="Interface to bind (env LINEAGE_HOST, default 127.0.0.1)")]  # noqa: UP045
+Port = Annotated[Optional[int], typer.Option(help="Port to listen on (env LINEAGE_PORT, default 8600)")]  # noqa: UP045
 
 
 def load_settings(data_dir: Path | None = None, host: str | None = None, port: int | None = None) -> Settings:
@@ -53,7 +53,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def up(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
-    """Run the API and the embedded stream runner in one process (Ctrl-C stops it cleanly)."""
+    """Run the API and the embedded stream runner in one process.
+
+    Ctrl-C or SIGTERM stops it cleanly: in-flight requests finish, the runner commits its batch. After
+    SIGTERM the process exits by that signal (status -15 / 143), as uvicorn re-raises it.
+    """
     from lineage_api.server import serve
 
     settings = load_settings(data_dir, host, port)

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from lineage_api.services import Services
 from schemas.codec import Codec, DecodedEvent, check_size
-from schemas.errors import EventTooLargeError, EventValidationError, InvalidRequestError
+from schemas.errors import EventValidationError, InvalidRequestError, RequestTooLargeError
 from schemas.ids import event_id_text, output_id_from, uuid7_bytes
 from schemas.jsonform import from_json
 from schemas.registry import EVENT_TYPES
@@ -56,13 +56,13 @@ async def post_events(request: Request) -> JSONResponse:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise EventTooLargeError(int(declared), limit)
+        raise RequestTooLargeError(int(declared), limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:  # a chunked body with no Content-Length: stop reading early
-                raise EventTooLargeError(size, limit)
+                raise RequestTooLargeError(size, limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise InvalidRequestError("the client went away before the body arrived") from None

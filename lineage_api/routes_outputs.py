@@ -62,8 +62,9 @@ def list_outputs(
 @router.get("/stats", summary="Counts and the runner's position")
 def stats(request: Request) -> dict[str, Any]:
     services = _services(request)
-    return {**services.reader.stats(), "lag": services.runner.lag(),
-            "log_end_offset": services.log.end_offset()}
+    # Lag first: counts read afterwards include at least everything the lag says is done.
+    lag, end = services.runner.lag(), services.log.end_offset()
+    return {**services.reader.stats(), "lag": lag, "log_end_offset": end}
 
 
 @router.get("/dead-letters", summary="Events the projectors could not use, with the reason")

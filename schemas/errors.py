@@ -11,6 +11,7 @@
     │   │   └── UnknownSchemaError     schema ID not in the registry
     │   ├── EventValidationError       decodes/parses but breaks a rule (missing field, wrong type)
     │   └── EventTooLargeError         over the configured size limit (HTTP 413)
+    │       └── RequestTooLargeError   a request body over its limit (8 x the event limit)
     ├── LogError                       the event log cannot be used
     │   └── LogUnavailableError        transient: the SDK spools and retries
     ├── IndexError_                    the lineage index cannot be used (transient: retried)
@@ -72,6 +73,14 @@ class EventValidationError(EventError):
 class EventTooLargeError(EventError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"event is {size} bytes, over the limit of {limit} bytes (LINEAGE_MAX_EVENT_BYTES)")
+        self.size = size
+        self.limit = limit
+
+
+class RequestTooLargeError(EventTooLargeError):
+    def __init__(self, size: int, limit: int) -> None:
+        EventError.__init__(self, f"request body of {size} bytes or more is over the limit of {limit} bytes "
+                                  "(8 x LINEAGE_MAX_EVENT_BYTES); send fewer events per request")
         self.size = size
         self.limit = limit
 

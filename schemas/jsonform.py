@@ -14,6 +14,9 @@ from typing import Any
 from schemas.errors import EventValidationError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What a datetime can hold (years 1 to 9999): larger Avro longs encode but cannot be read back as times.
+_MIN_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 MAX_PROBLEMS = 20
 
@@ -138,9 +141,8 @@ def _primitive(kind: str, value: Any, path: str, problems: list[str]) -> Any:
 
 def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        low, high = _INT_RANGE["long"]
-        if not low <= value <= high:
-            problems.append(f"{path}: {value} is out of range for a timestamp (Avro long of microseconds)")
+        if not _MIN_US <= value <= _MAX_US:
+            problems.append(f"{path}: {value} µs is out of range for a timestamp (years 1 to 9999)")
         return value
     if isinstance(value, str):
         try:
