@@ -27,6 +27,7 @@ from typing import Any
 
 from _common import Workload, emit, goal, machine, progress, ratio, record_events
 
+from lineage_api.server import tune_gc
 from lineage_api.services import open_services
 from lineage_api.settings import Settings
 from producers.recorder import Recorder
@@ -64,6 +65,7 @@ def producer_main(data_dir: str, events: int, seed: int, ready: Any, go: Any, ou
 # -- process B: `lineage up`'s runner --------------------------------------------------------------
 
 def runner_main(data_dir: str, expected: int, mode: str, timeout: float, ready: Any, out: Any) -> None:
+    tune_gc()  # as `lineage up` does at start
     services = open_services(Settings(data_dir=Path(data_dir)))
     runner = services.runner
     cpu0 = time.process_time()

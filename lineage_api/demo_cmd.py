@@ -7,12 +7,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lineage_api.demo import DEFAULT_REGIONS, planned_calls, run_scenario
+from lineage_api.server import tune_gc
 from lineage_api.services import drain_spool, open_services
 from lineage_api.settings import Settings
 from producers.recorder import Recorder
 
 
 def run_demo(settings: Settings, *, days: int, seed: int, console: Console) -> None:
+    tune_gc()
     services = open_services(settings)
     try:
         drain_spool(services)

@@ -57,37 +57,18 @@ def model_key(provider: str, served: str, fingerprint: str | None) -> str:
     return f"{provider}/{served}" + (f"@{fingerprint}" if fingerprint else "")
 
 
-# Indexed text fields and their column limits (streams/tables.py). PostgreSQL refuses longer values and
-# NUL characters, and one refused row would fail its whole batch, so such events are dead-lettered first.
-_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
-    "event_id": (("event_id",), 36), "output_id": (("output_id",), 64), "tenant": (("tenant",), 128),
-    "feature": (("feature",), 256), "trace_id": (("trace_id",), 128), "bundle_id": (("bundle_id",), 64),
-    "consumer": (("consumer",), 256), "consumer_ref": (("consumer_ref",), 512), "alias": (("alias",), 128),
-    "bundle.bundle_id": (("bundle", "bundle_id"), 64), "model.provider": (("model", "provider"), 128),
-    "model.served": (("model", "served"), 256), "model.requested": (("model", "requested"), 256),
-    "prompt.template_id": (("prompt", "template_id"), 256), "name": (("name",), 256),
-    "version": (("version",), 128), "status": (("status",), 16),
-}
-
-
 def check_event(event: DecodedEvent) -> None:
-    """Raise EventValidationError if the event cannot be indexed; names the field."""
+    """Raise EventValidationError for an event whose identity the index cannot key (empty IDs). Whether
+    values fit their columns is checked on the projected rows (streams/checks.py)."""
     record = event.record
     if event.name in ("InferenceRecorded", "OutputConsumed") and not record["output_id"]:
         raise EventValidationError(f"{event.name}.output_id: must not be empty")
     if not record["event_id"]:
         raise EventValidationError(f"{event.name}.event_id: must not be empty")
-    for label, (path, limit) in _LIMITS.items():
-        value: Any = record
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, str) and (len(value) > limit or "\x00" in value):
-            problem = "contains a NUL character" if "\x00" in value else f"is {len(value)} characters, over {limit}"
-            raise EventValidationError(f"{event.name}.{label}: {problem}")
     if event.name == "InferenceRecorded":
         for i, parent in enumerate(record["parent_output_ids"]):
-            if not parent or len(parent) > 64 or "\x00" in parent:
-                raise EventValidationError(f"InferenceRecorded.parent_output_ids[{i}]: not a valid output ID")
+            if not parent:
+                raise EventValidationError(f"InferenceRecorded.parent_output_ids[{i}]: must not be empty")
 
 
 def project(events: list[SourceEvent]) -> RowBatch:

@@ -1,7 +1,8 @@
 """The lineage index schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
 
 Keys are time-ordered (output IDs and event IDs derive from UUIDv7), so inserts append to the right edge of
-each B-tree. Outputs carry their bundle, prompt and model keys as columns; only many-to-many relations
+each B-tree. Small tables keyed by text are WITHOUT ROWID on SQLite: one B-tree per table instead of a rowid
+tree plus a primary-key index. Outputs carry their bundle, prompt and model keys as columns; only many-to-many relations
 (documents, parent outputs, consumers) are rows in `edges`.
 """
 
@@ -89,6 +90,7 @@ prompts = Table(
     Column("template_version", String(128), nullable=False),
     Column("template_sha256", String(64), nullable=False),
     Column("first_seen", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 documents = Table(
@@ -100,6 +102,7 @@ documents = Table(
     Column("source", String(256), nullable=False),
     Column("content_sha256", String(64), nullable=False),
     Column("first_seen", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 models = Table(
@@ -110,6 +113,7 @@ models = Table(
     Column("served", String(256), nullable=False),
     Column("fingerprint", String(256)),
     Column("first_seen", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 consumers = Table(
@@ -117,6 +121,7 @@ consumers = Table(
     metadata,
     Column("consumer", String(256), primary_key=True),
     Column("first_seen", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 consumptions = Table(
@@ -140,6 +145,7 @@ edges = Table(
     Column("dst", KEY, primary_key=True),
     Column("kind", String(32), nullable=False),
     Index("ix_edges_dst", "dst", "src"),
+    sqlite_with_rowid=False,
 )
 
 aliases = Table(

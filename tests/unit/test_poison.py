@@ -61,8 +61,8 @@ def test_overlong_and_nul_fields_are_dead_lettered_before_reaching_the_index(tmp
     reader = IndexReader(engine)
     assert {i["output_id"] for i in reader.outputs(OutputFilter(), limit=10).items} == {good, after}
     reasons = sorted(d["reason"] for d in reader.dead_letters())
-    assert reasons == ["InferenceRecorded.feature: contains a NUL character",
-                       "InferenceRecorded.feature: is 300 characters, over 256"]
+    assert reasons == ["InferenceRecorded: outputs.feature contains a NUL character",
+                       "InferenceRecorded: outputs.feature is 300 characters, over 256"]
 
 
 def test_event_over_the_size_limit_is_dead_lettered(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from schemas.errors import EventValidationError
 from schemas.hashing import sha256_hex
+from streams.checks import check_fits
 from streams.projector import RowBatch, SourceEvent, check_event, project
 from tests.factories import (
     alias_event,
@@ -174,17 +175,22 @@ def test_an_empty_batch_projects_to_no_rows() -> None:
 
 
 @pytest.mark.parametrize(("name", "record", "message"), [
-    ("InferenceRecorded", inference_event(model={"served": "s" * 257}), "InferenceRecorded.model.served: is 257"),
+    ("InferenceRecorded", inference_event(model={"served": "s" * 257}),
+     "InferenceRecorded: outputs.model_served is 257 characters, over 256"),
     ("InferenceRecorded", inference_event(bundle={"bundle_id": "b" * 65, "name": "n", "version": "1"}),
-     "InferenceRecorded.bundle.bundle_id"),
+     "InferenceRecorded: outputs.bundle_id is 65 characters, over 64"),
     ("InferenceRecorded", inference_event(output_id=""), "InferenceRecorded.output_id: must not be empty"),
     ("InferenceRecorded", inference_event(parent_output_ids=["out_ok", ""]), "parent_output_ids[1]"),
-    ("OutputConsumed", consumed_event("out_x", consumer="planner\x00"), "OutputConsumed.consumer: contains a NUL"),
-    ("AliasMoved", alias_event("b" * 64, alias="a" * 129), "AliasMoved.alias: is 129 characters, over 128"),
-], ids=["nested-length", "bundle-ref", "empty-output-id", "empty-parent", "nul", "alias"])
-def test_check_event_names_the_field_the_index_cannot_hold(name: str, record: dict[str, Any], message: str) -> None:
+    ("InferenceRecorded", inference_event(parent_output_ids=["o" * 600]), "edges.src is 607 characters, over 512"),
+    ("OutputConsumed", consumed_event("out_x", consumer="planner\x00"),
+     "OutputConsumed: consumers.consumer contains a NUL character"),
+    ("AliasMoved", alias_event("b" * 64, alias="a" * 129), "AliasMoved: alias_moves.alias is 129 characters, over 128"),
+], ids=["nested-length", "bundle-ref", "empty-output-id", "empty-parent", "long-parent", "nul", "alias"])
+def test_checks_name_the_field_the_index_cannot_hold(name: str, record: dict[str, Any], message: str) -> None:
+    decoded = decode(encode(name, record))
     with pytest.raises(EventValidationError) as caught:
-        check_event(decode(encode(name, record)))
+        check_event(decoded)
+        check_fits(decoded)
     assert message in str(caught.value)
 
 
@@ -193,3 +199,4 @@ def test_check_event_accepts_realistic_events_at_the_limits() -> None:
                          ("OutputConsumed", consumed_event("out_x", consumer="c" * 256)),
                          ("BundleRegistered", bundle_event()), ("AliasMoved", alias_event("b" * 64))]:
         check_event(decode(encode(name, record)))
+        check_fits(decode(encode(name, record)))
