@@ -10,7 +10,7 @@ log into the SQLite index. Three phases, each with fresh processes:
                  B's runner has applied all N events (its on_batch callback), then B checks the index counts
 
 Clock: time.monotonic_ns, which is CLOCK_MONOTONIC on Linux and so comparable between processes.
-The workload is bench/_common.Workload: chained grid-forecast calls (~4 KB events) and consumptions.
+The workload is bench/_workload.Workload: chained grid-forecast calls (~4 KB events) and consumptions.
 Prints one JSON object; the headline is the end-to-end rate against the slower of the two single phases.
 """
 
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import Workload, emit, goal, machine, progress, ratio, record_events
+from _common import emit, goal, machine, progress, ratio
+from _workload import Workload, record_events
 
 from lineage_api.server import tune_gc
 from lineage_api.services import open_services

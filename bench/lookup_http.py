@@ -1,6 +1,6 @@
 """HTTP read latency on a large index: GET /v1/outputs/{id} and 3-level lineage walks, against GET /healthz.
 
-1. Load: N events (default 1,000,000) of the chained grid-forecast workload (bench/_common.Workload: five
+1. Load: N events (default 1,000,000) of the chained grid-forecast workload (bench/_workload.Workload: five
    regional forecasts feed a system summary, which feeds a dispatch note; an outage triage beside them; the
    dispatch console consumes each summary; ~1000 distinct documents; registered bundles). Worker processes
    record them through the SDK (Recorder into an in-memory log, so the real encoder runs), decode and project
@@ -35,19 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import (
-    CYCLE_EVENTS,
-    FEATURES,
-    TEMPLATES,
-    Workload,
-    emit,
-    goal,
-    machine,
-    percentiles,
-    progress,
-    ratio,
-    record_events,
-)
+from _common import emit, goal, machine, percentiles, progress, ratio
+from _corpus import FEATURES, TEMPLATES
+from _workload import CYCLE_EVENTS, Workload, record_events
 
 from lineage_api.services import open_services
 from lineage_api.settings import Settings

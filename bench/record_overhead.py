@@ -24,20 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    Call,
-    CallInputs,
-    build_call,
-    call_pool,
-    emit,
-    goal,
-    machine,
-    message_bytes,
-    percentiles,
-    progress,
-    ratio,
-    record_call,
-)
+from _common import emit, goal, machine, percentiles, progress, ratio
+from _workload import Call, CallInputs, build_call, call_pool, message_bytes, record_call
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 

@@ -1,147 +1,24 @@
 """The HTTP API on a real uvicorn server on 127.0.0.1, fed through the SDK (same SQLite log) and through
-POST /v1/events: whole records, lineage graphs, filtered cursor paging, the schema registry, health."""
+POST /v1/events: whole records, filtered cursor paging, writing over HTTP, the schema registry, health.
+Lineage graphs are in test_api_lineage.py; the recorded world is in api_world.py."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from lineage_api.app import create_app
 from lineage_api.routes_events import AVRO_MEDIA_TYPE
-from lineage_api.services import open_services
-from lineage_api.settings import Settings
-from producers.recorder import Recorder
-from producers.values import (
-    Attempt,
-    Bundle,
-    Classification,
-    Document,
-    ModelCall,
-    Output,
-    Params,
-    PromptTemplate,
-    Retrieval,
-    Rollout,
-    Usage,
-)
 from schemas.codec import Codec
 from schemas.hashing import sha256_hex
 from schemas.jsonform import from_json
 from schemas.registry import load_registry
-from tests.servers import consumed_event, inference_event, serve_app, wait_indexed
-
-BASE = datetime(2026, 3, 1, tzinfo=UTC)
-FORECAST, SUMMARY, POSTED = "day-ahead-load", "system-summary", "posted-load"
-OLD_MODEL, NEW_MODEL = "gridcast-2026-06", "gridcast-2026-11"
-TEMPLATE_V1 = PromptTemplate(template_id="forecast", version="1", text="Forecast {region} load for {day}.")
-TEMPLATE_V2 = PromptTemplate(template_id="forecast", version="2", text="Forecast {region} load for {day}, MW.")
-REQUESTED = ModelCall(provider="northwind", requested="gridcast-large")
-
-
-@dataclass
-class World:
-    """What the module recorded, as ground truth for the API's answers."""
-
-    url: str
-    settings: Settings
-    bundles: dict[str, Bundle] = field(default_factory=dict)
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # output_id -> filterable facts
-    forecasts: list[str] = field(default_factory=list)  # SDK forecasts, oldest first
-    summary: str = ""
-    posted: list[str] = field(default_factory=list)
-
-
-def _record_forecast(rec: Recorder, world: World, i: int) -> None:
-    when = BASE + timedelta(hours=i)
-    bundle = world.bundles["1.0"] if i < 6 else world.bundles["2.0"]
-    template = TEMPLATE_V1 if i < 6 else TEMPLATE_V2
-    served = OLD_MODEL if i < 8 else NEW_MODEL
-    status = {3: "ERROR", 9: "TIMEOUT"}.get(i, "OK")
-    docs = (Document(doc_id="weather-north", version=f"2026-03-01T{i:02d}", source="met-service",
-                     content=f"temperature {i} C", score=0.9),
-            Document(doc_id="scada-north", version="v7", source="scada", content_sha256=sha256_hex("load"),
-                     score=0.5, keep_content=False))
-    attempts = (Attempt(provider="northwind", model="gridcast-large", status="TIMEOUT", error="ReadTimeout",
-                        latency_ms=30000.0),
-                Attempt(provider="eastgate", model="eg-2", status="ERROR", error="HTTP 503", latency_ms=12.0),
-                ) if status == "ERROR" else ()
-    output_id = rec.record(
-        feature=FORECAST, occurred_at=when, bundle=bundle,
-        prompt=template.render(system="You forecast grid load.", region="north", day=f"2026-03-0{1 + i % 2}"),
-        model=ModelCall(provider="northwind", requested="gridcast-large", served=served, fingerprint="fp_1",
-                        region="eu-west"),
-        retrieval=Retrieval(config_id="grid-context", config_sha256=sha256_hex("cfg"), query="north load",
-                            documents=docs),
-        params=Params(temperature=0.2, max_tokens=800, seed=1000 + i, stop=("END",), extras={"region": "north"}),
-        output=Output(text=None if status != "OK" else f"{1000 + i} MW",
-                      structured=None if status != "OK" else {"mw": 1000 + i}, finish_reason="stop"),
-        usage=Usage(prompt_tokens=100 + i, completion_tokens=20, cached_tokens=5),
-        cost_usd_micros=1500 + i, latency_ms=250.0 + i, status=status,
-        error=("ProviderUnavailableError", "all providers failed") if status == "ERROR" else None,
-        attempts=attempts, trace_id=f"trace-{i}", rollout=Rollout(arm="stable", alias="production", weight=1.0),
-        classification=Classification(retention_class="operational-7y"),
-    )
-    world.forecasts.append(output_id)
-    world.outputs[output_id] = {"feature": FORECAST, "bundle_id": bundle.bundle_id, "model": served,
-                                "status": status, "occurred_at": when}
-
-
-def _record_with_sdk(world: World) -> None:
-    with Recorder(log_url=world.settings.resolved_log_url) as rec:
-        for version, template in (("1.0", TEMPLATE_V1), ("2.0", TEMPLATE_V2)):
-            world.bundles[version] = rec.register_bundle(name="day-ahead", version=version, prompt=template,
-                                                         model=REQUESTED, registered_by="release-bot")
-        for i in range(12):
-            _record_forecast(rec, world, i)
-        when = BASE + timedelta(hours=12)
-        world.summary = rec.record(
-            feature=SUMMARY, occurred_at=when, parents=world.forecasts[:2], trace_id="trace-0",
-            prompt=TEMPLATE_V2.render(region="all", day="2026-03-01"),
-            model=ModelCall(provider="northwind", requested="gridcast-large", served=NEW_MODEL),
-            output=Output(text="system peak 2.1 GW"),
-        )
-        world.outputs[world.summary] = {"feature": SUMMARY, "bundle_id": None, "model": NEW_MODEL,
-                                        "status": "OK", "occurred_at": when}
-        rec.consumed(world.forecasts[0], consumer="dispatch-planner", consumer_ref="plan-1",
-                     purpose="unit commitment", occurred_at=BASE + timedelta(hours=13))
-
-
-def _post_json(client: httpx.Client, world: World) -> None:
-    b2 = world.bundles["2.0"]
-    events = []
-    for i in range(5):
-        when = BASE + timedelta(hours=14 + i)
-        status = "REFUSED" if i == 2 else "OK"
-        ev = inference_event(feature=POSTED, occurred_at=when, model_served=NEW_MODEL, status=status,
-                             bundle={"bundle_id": b2.bundle_id, "name": b2.name, "version": b2.version})
-        events.append(ev)
-        oid = ev["event"]["output_id"]
-        world.posted.append(oid)
-        world.outputs[oid] = {"feature": POSTED, "bundle_id": b2.bundle_id, "model": NEW_MODEL,
-                              "status": status, "occurred_at": when}
-    events.append(consumed_event(world.posted[0], consumer="review-desk", consumer_ref="r-9"))
-    response = client.post("/v1/events", json=events)
-    assert response.status_code == 202, response.text
-    assert response.json()["accepted"] == 6
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("api"))
-    services = open_services(settings)
-    with serve_app(create_app(services)) as url, httpx.Client(base_url=url, timeout=10) as client:
-        w = World(url=url, settings=settings)
-        _record_with_sdk(w)
-        _post_json(client, w)
-        stats = wait_indexed(client)
-        assert stats["outputs"] == len(w.outputs) and stats["dead_letters"] == 0, stats
-        yield w
+from tests.integration.api_world import BASE, FORECAST, NEW_MODEL, OLD_MODEL, POSTED, TEMPLATE_V1, World
+from tests.servers import inference_event, wait_indexed
 
 
 @pytest.fixture
@@ -237,75 +114,6 @@ def test_unknown_output_is_404_naming_the_id(client: httpx.Client, path: str) ->
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["type"] == "NotFoundError" and unknown in error["message"]
-
-
-# -- lineage graphs ---------------------------------------------------------------------------------------
-
-
-def _graph(client: httpx.Client, oid: str, direction: str, depth: int) -> dict[str, Any]:
-    response = client.get(f"/v1/outputs/{oid}/lineage", params={"direction": direction, "depth": depth})
-    assert response.status_code == 200, response.text
-    graph: dict[str, Any] = response.json()
-    ids = {n["id"] for n in graph["nodes"]}
-    for edge in graph["edges"]:  # every edge joins two listed nodes
-        assert edge["source"] in ids and edge["target"] in ids, edge
-    for node in graph["nodes"]:
-        assert node["type"] == node["id"].partition(":")[0]
-    return graph
-
-
-def _edges(graph: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
-
-
-def test_upstream_lineage_depth_1_shows_what_produced_the_output(client: httpx.Client, world: World) -> None:
-    oid = world.forecasts[0]
-    graph = _graph(client, oid, "upstream", 1)
-
-    assert graph["root"] == f"output:{oid}" and graph["truncated"] is False
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for node in graph["nodes"]:
-        by_type.setdefault(node["type"], []).append(node)
-    assert sorted(by_type) == ["bundle", "document", "model", "output", "prompt"]
-    assert by_type["bundle"][0]["id"] == f"bundle:{world.bundles['1.0'].bundle_id}"
-    assert by_type["bundle"][0]["version"] == "1.0"
-    assert {d["doc_id"] for d in by_type["document"]} == {"weather-north", "scada-north"}
-    assert by_type["model"][0]["served"] == OLD_MODEL
-    assert by_type["prompt"][0]["template_sha256"] == TEMPLATE_V1.sha256
-    kinds = {kind for _, target, kind in _edges(graph) if target == graph["root"]}
-    assert kinds == {"configured", "prompted", "generated", "retrieved"}
-    assert not any(n["type"] == "consumer" for n in graph["nodes"])  # downstream only
-
-
-def test_upstream_depth_walks_through_parent_outputs(client: httpx.Client, world: World) -> None:
-    first, second = world.forecasts[:2]
-    shallow = _graph(client, world.summary, "upstream", 1)
-    deep = _graph(client, world.summary, "upstream", 2)
-
-    fed = {(f"output:{p}", f"output:{world.summary}", "fed") for p in (first, second)}
-    assert fed <= _edges(shallow) and fed <= _edges(deep)
-    assert not any(n["type"] == "document" for n in shallow["nodes"])  # the parents' inputs are level 2
-    assert {n["doc_id"] for n in deep["nodes"] if n["type"] == "document"} == {"weather-north", "scada-north"}
-    assert f"bundle:{world.bundles['1.0'].bundle_id}" in {n["id"] for n in deep["nodes"]}
-
-
-def test_downstream_lineage_reaches_child_outputs_and_consumers(client: httpx.Client, world: World) -> None:
-    oid = world.forecasts[0]
-    graph = _graph(client, oid, "downstream", 1)
-
-    assert _edges(graph) == {(f"output:{oid}", f"output:{world.summary}", "fed"),
-                             (f"output:{oid}", "consumer:dispatch-planner", "consumed_by")}
-    assert {n["type"] for n in graph["nodes"]} == {"output", "consumer"}
-
-
-def test_both_directions_is_the_union_of_upstream_and_downstream(client: httpx.Client, world: World) -> None:
-    oid = world.forecasts[0]
-    both = _graph(client, oid, "both", 3)
-    up = _graph(client, oid, "upstream", 3)
-    down = _graph(client, oid, "downstream", 3)
-
-    assert _edges(both) == _edges(up) | _edges(down)
-    assert {n["type"] for n in both["nodes"]} == {"output", "bundle", "prompt", "document", "model", "consumer"}
 
 
 # -- listings ---------------------------------------------------------------------------------------------
@@ -489,4 +297,3 @@ def test_subjects_and_their_latest_versions(client: httpx.Client) -> None:
             newest.name)]
     missing = client.get("/subjects/no-such-subject/versions/latest")
     assert missing.status_code == 404 and "no-such-subject" in missing.json()["error"]["message"]
-

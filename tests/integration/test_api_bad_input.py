@@ -1,11 +1,10 @@
 """Bad input over HTTP gets a clear 4xx naming the problem, stores nothing, and harms nothing else: after
-each bad request a good event is still accepted and indexed, and what was indexed before is still there."""
+each bad request a good event is still accepted and indexed, and what was indexed before is still there.
+Bad queries and odd output IDs on reads are in test_api_bad_input_reads.py."""
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,29 +20,14 @@ from producers.log import sqlite_path
 from producers.sqlite_log import SqliteEventLog
 from schemas.codec import Codec
 from schemas.jsonform import from_json
+from tests.integration.bad_input_checks import (
+    MAX_EVENT_BYTES,
+    MAX_REQUEST_BYTES,
+    Server,
+    assert_unharmed,
+    error_of,
+)
 from tests.servers import inference_event, serve_app, wait_indexed
-
-MAX_EVENT_BYTES = 2048
-MAX_REQUEST_BYTES = MAX_EVENT_BYTES * 8  # Settings.max_request_bytes
-
-
-@dataclass
-class Server:
-    url: str
-    settings: Settings
-    earlier_output: str  # indexed before any bad input arrived
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("bad-input"), max_event_bytes=MAX_EVENT_BYTES)
-    assert settings.max_request_bytes == MAX_REQUEST_BYTES
-    services = open_services(settings)
-    with serve_app(create_app(services)) as url, httpx.Client(base_url=url, timeout=10) as client:
-        event = inference_event(feature="earlier")
-        assert client.post("/v1/events", json=event).status_code == 202
-        wait_indexed(client)
-        yield Server(url, settings, event["event"]["output_id"])
 
 
 @pytest.fixture
@@ -56,41 +40,6 @@ def client(server: Server) -> Iterator[httpx.Client]:
 def before(client: httpx.Client) -> dict[str, Any]:
     """Stats with the index caught up, taken before the test sends anything."""
     return wait_indexed(client)
-
-
-def assert_unharmed(
-    client: httpx.Client, server: Server, before: dict[str, Any], *, appended: int = 0, dead: int = 0
-) -> None:
-    """A good event posted now is indexed; the log grew only by it (and the `appended` records the test
-    wrote itself, `dead` of them dead letters), so the bad request stored nothing; earlier outputs stay."""
-    good = inference_event(feature="after-bad-input")
-    response = client.post("/v1/events", json=good)
-    assert response.status_code == 202, response.text
-    stats = wait_indexed(client)
-    assert stats["log_end_offset"] == before["log_end_offset"] + 1 + appended
-    assert stats["outputs"] == before["outputs"] + 1
-    assert stats["dead_letters"] == before["dead_letters"] + dead
-    assert client.get(f"/v1/outputs/{good['event']['output_id']}").status_code == 200
-    assert client.get(f"/v1/outputs/{server.earlier_output}").status_code == 200
-    assert client.get("/readyz").status_code == 200
-
-
-def assert_serving(client: httpx.Client, server: Server) -> None:
-    """For bad reads (they cannot store anything): the server still answers and earlier data is intact."""
-    assert client.get("/readyz").status_code == 200
-    assert client.get(f"/v1/outputs/{server.earlier_output}").json()["output_id"] == server.earlier_output
-    assert client.get("/v1/outputs", params={"feature": "earlier"}).json()["items"][0]["output_id"] == (
-        server.earlier_output)
-
-
-def error_of(response: httpx.Response, status: int) -> str:
-    """The JSON error message of a response that must have `status`."""
-    assert response.status_code == status, f"{response.status_code}: {response.text}"
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert set(error) == {"type", "message"} and error["message"]
-    message: str = error["message"]
-    return message
 
 
 # -- bodies that are not JSON events ----------------------------------------------------------------------
@@ -325,67 +274,6 @@ def test_too_many_events_in_one_request_is_400_naming_the_maximum(
 
     assert str(MAX_EVENTS_PER_REQUEST) in message and str(MAX_EVENTS_PER_REQUEST + 1) in message
     assert_unharmed(client, server, before)
-
-
-# -- query parameters and IDs -----------------------------------------------------------------------------
-
-LINEAGE = "/v1/outputs/{earlier}/lineage"
-BAD_QUERIES = {
-    "depth-0": (LINEAGE, {"depth": 0}, "depth"),
-    "depth-99": (LINEAGE, {"depth": 99}, "depth"),
-    "depth-text": (LINEAGE, {"depth": "deep"}, "depth"),
-    "direction-sideways": (LINEAGE, {"direction": "sideways"}, "direction"),
-    "limit-100000": ("/v1/outputs", {"limit": 100000}, "limit"),
-    "limit-0": ("/v1/outputs", {"limit": 0}, "limit"),
-    "since-notadate": ("/v1/outputs", {"since": "notadate"}, "since"),
-    "until-notadate": ("/v1/outputs", {"until": "2026-13-45"}, "until"),
-    "status-bogus": ("/v1/outputs", {"status": "BOGUS"}, "status"),
-    "cursor-undecodable": ("/v1/outputs", {"cursor": "abc"}, "cursor"),
-    "cursor-not-base64": ("/v1/outputs", {"cursor": "!!!!"}, "cursor"),
-    "cursor-too-long": ("/v1/outputs", {"cursor": "A" * 600}, "cursor"),
-    "dead-letters-limit": ("/v1/dead-letters", {"limit": 10**6}, "limit"),
-}
-
-
-@pytest.mark.parametrize(("path", "params", "names"), BAD_QUERIES.values(), ids=BAD_QUERIES.keys())
-def test_bad_query_parameter_is_a_4xx_json_error_naming_it(
-    client: httpx.Client, server: Server, path: str, params: dict[str, Any], names: str
-) -> None:
-    response = client.get(path.format(earlier=server.earlier_output), params=params)
-
-    assert response.status_code in (400, 422), response.text
-    assert names in error_of(response, response.status_code)
-    assert_serving(client, server)
-
-
-def _encode_every_byte(text: str) -> str:
-    """Percent-encode everything but letters and digits, dots included, so no client rewrites the path."""
-    keep = set(string.ascii_letters + string.digits + "_")
-    return "".join(c if c in keep else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
-
-
-ODD_IDS = {
-    "traversal": "../../../etc/passwd",
-    "dot-dot": "..",
-    "very-long": "out_" + "0" * 5000,
-    "just-over-128": "out_" + "a" * 125,
-    "sql-and-nul": "out_ü\x00'; DROP TABLE outputs;--",
-    "newline": "out_a\nb",
-    "percent": "out_%41%",
-    "emoji": "out_⚡🔌",
-    "slash-encoded": "out_a/b",
-    "backslash": "..\\..\\windows",
-}
-
-
-@pytest.mark.parametrize("odd", ODD_IDS.values(), ids=ODD_IDS.keys())
-@pytest.mark.parametrize("route", ["", "/lineage"])
-def test_odd_output_ids_are_404_or_422_never_500(client: httpx.Client, server: Server, odd: str, route: str) -> None:
-    response = client.get(f"/v1/outputs/{_encode_every_byte(odd)}{route}")
-
-    assert response.status_code in (404, 422), response.text
-    error_of(response, response.status_code)
-    assert_serving(client, server)
 
 
 # -- Avro bodies and the dead-letter store ----------------------------------------------------------------
