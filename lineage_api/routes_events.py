@@ -17,7 +17,7 @@ from schemas.codec import Codec, DecodedEvent, check_size
 from schemas.errors import EventValidationError, InvalidRequestError, RequestTooLargeError
 from schemas.ids import event_id_text, output_id_from, uuid7_bytes
 from schemas.jsonform import from_json
-from schemas.registry import EVENT_TYPES
+from schemas.registry import PRODUCER_EVENT_TYPES
 from streams.checks import check_fits
 from streams.projector import check_event
 
@@ -29,7 +29,7 @@ _KEY_FIELD = {"InferenceRecorded": "output_id", "OutputConsumed": "output_id",
               "BundleRegistered": "bundle_id", "AliasMoved": "feature"}
 
 _DOC = f"""Body: one event `{{"type": "InferenceRecorded", "event": {{...}}}}` or a JSON array of up to
-{MAX_EVENTS_PER_REQUEST}. `type` is one of {", ".join(EVENT_TYPES)}. Fields follow the Avro schema
+{MAX_EVENTS_PER_REQUEST}. `type` is one of {", ".join(PRODUCER_EVENT_TYPES)}. Fields follow the Avro schema
 (`GET /subjects`), in natural JSON: nullable fields are the value or null, timestamps an ISO-8601 string
 with a zone or integer µs. `event_id` (and `output_id` for InferenceRecorded) are generated when absent.
 With `Content-Type: {AVRO_MEDIA_TYPE}` the body is one Confluent-framed Avro event instead.
@@ -43,6 +43,8 @@ async def post_events(request: Request) -> JSONResponse:
     if request.headers.get("content-type", "").split(";")[0].strip() == AVRO_MEDIA_TYPE:
         check_size(body, services.settings.max_event_bytes)
         decoded = services.codec.decode(body)
+        if decoded.name not in PRODUCER_EVENT_TYPES:
+            raise EventValidationError(f"{decoded.name} events are written by the lineage store itself, not posted")
         check_event(decoded)
         check_fits(decoded)
         records = [(_key(decoded.name, decoded.record), body)]
@@ -110,8 +112,8 @@ def _envelope(item: Any, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(item, dict) or set(item) - {"type", "event"} or "type" not in item or "event" not in item:
         raise EventValidationError(f'{where}: expected an object {{"type": ..., "event": {{...}}}}')
     name, event = item["type"], item["event"]
-    if name not in EVENT_TYPES:
-        known = ", ".join(EVENT_TYPES)
+    if name not in PRODUCER_EVENT_TYPES:
+        known = ", ".join(PRODUCER_EVENT_TYPES)
         raise EventValidationError(f"{where}.type: unknown event type {name!r}; expected one of {known}")
     if not isinstance(event, dict):
         raise EventValidationError(f"{where}.event: expected an object")

@@ -20,7 +20,9 @@ from schemas.hashing import sha256_hex
 
 NAMESPACE = "llm_lineage"
 TOPIC = "llm_lineage.events.v1"
-EVENT_TYPES = ("InferenceRecorded", "BundleRegistered", "AliasMoved", "OutputConsumed")
+EVENT_TYPES = ("InferenceRecorded", "BundleRegistered", "AliasMoved", "OutputConsumed", "ChainCheckpoint")
+# What applications record. ChainCheckpoint is written by the stream processor that signs the chain only.
+PRODUCER_EVENT_TYPES = EVENT_TYPES[:4]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -335,3 +335,15 @@ def test_garbage_written_straight_to_the_log_becomes_dead_letters_and_the_stream
     assert "unknown schema id 999" in reasons[first]["reason"]
     assert reasons[first]["size"] == len(unknown_schema)
     assert "bad magic byte" in reasons[first + 1]["reason"]
+
+
+def test_chain_checkpoints_cannot_be_posted(client: httpx.Client, before: dict[str, Any]) -> None:
+    """Only the store signs the chain: a ChainCheckpoint posted from outside is refused in both encodings."""
+    event = {"event_id": "018f3a7c-5555-7abc-8def-0123456789ab", "occurred_at": 0, "log_partition": 0,
+             "tree_size": 1, "root_hash": "ab" * 32, "first_offset": 0, "last_offset": 0, "key_id": "k",
+             "signed_body": "{}", "signature": "c2ln"}
+    r = client.post("/v1/events", json={"type": "ChainCheckpoint", "event": event})
+    assert r.status_code == 422 and "unknown event type 'ChainCheckpoint'" in r.json()["error"]["message"]
+    r = client.post("/v1/events", content=Codec().encode("ChainCheckpoint", event),
+                    headers={"content-type": AVRO_MEDIA_TYPE})
+    assert r.status_code == 422 and "written by the lineage store itself" in r.json()["error"]["message"]

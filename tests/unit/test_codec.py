@@ -102,11 +102,21 @@ def output_consumed() -> dict[str, Any]:
     }
 
 
+def chain_checkpoint() -> dict[str, Any]:
+    return {
+        "event_id": "018f3a7c-5555-7abc-8def-0123456789ab", "occurred_at": OCCURRED_US,
+        "log": "llm_lineage.events.v1", "log_partition": 0, "tree_size": 1024, "root_hash": "ab" * 32,
+        "first_offset": 0, "last_offset": 1023, "key_id": "0123456789abcdef", "signed_body": "{}",
+        "signature": "c2lnbmF0dXJl",
+    }
+
+
 SAMPLES = {
     "InferenceRecorded": inference_recorded,
     "BundleRegistered": bundle_registered,
     "AliasMoved": alias_moved,
     "OutputConsumed": output_consumed,
+    "ChainCheckpoint": chain_checkpoint,
 }
 
 
@@ -164,6 +174,7 @@ def test_committed_schema_ids_are_used_on_the_wire(codec: Codec) -> None:
         "BundleRegistered": b"\x00\x00\x00\x02",
         "AliasMoved": b"\x00\x00\x00\x03",
         "OutputConsumed": b"\x00\x00\x00\x04",
+        "ChainCheckpoint": b"\x00\x00\x00\x05",
     }
 
 
@@ -212,7 +223,7 @@ def test_decode_rejects_a_bad_magic_byte_naming_it(codec: Codec, magic: int) -> 
     assert schema_id_of(data) is None
 
 
-@pytest.mark.parametrize("schema_id", [0, 5, 999, 2**32 - 1])
+@pytest.mark.parametrize("schema_id", [0, 6, 999, 2**32 - 1])
 def test_decode_rejects_an_unknown_schema_id_naming_it(codec: Codec, schema_id: int) -> None:
     body = codec.encode("OutputConsumed", output_consumed())[5:]
     data = struct.pack(">BI", 0, schema_id) + body

@@ -25,6 +25,7 @@ COMMITTED = {
     2: ("BundleRegistered", 1, "9a2f06f8648f6b3f0ceec4e07ba25291bbae25b25c6d66eaf59479ea86d111fe"),
     3: ("AliasMoved", 1, "1ac8f733480e6106eea22b031b81df08dda216412ae813f62c3ecb2930c2e0c7"),
     4: ("OutputConsumed", 1, "898be58ec564a162c2c789fc4935f7f785c666aae3e161657ff21c61add829c2"),
+    5: ("ChainCheckpoint", 1, "0ab5791f4862943b92c2044ea993c9352f62b3fb2c321c012bf7feb117c96333"),
 }
 
 
