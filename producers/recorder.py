@@ -41,7 +41,7 @@ from schemas.codec import DEFAULT_MAX_EVENT_BYTES, Codec
 from schemas.errors import RecorderClosedError, RecorderError, RecorderOverloadedError, RecordsRejectedError
 from schemas.ids import event_id_text, output_id_from, uuid7_at, uuid7_bytes
 
-log = logging.getLogger("llm_lineage.recorder")
+_logger = logging.getLogger("llm_lineage.recorder")
 
 _INFERENCE, _CONSUMED, _PREBUILT = 0, 1, 2
 
@@ -73,6 +73,7 @@ class Recorder:
         self._block_timeout = block_timeout
         self._queue: deque[tuple[Any, ...]] = deque()
         self._closed = False
+        self._open = threading.Lock()
         self._space = threading.Condition(threading.Lock())
         self._writer = Writer(
             log=log,
@@ -84,6 +85,9 @@ class Recorder:
             max_event_bytes=max_event_bytes,
             on_space=self._notify_space,
         )
+        if spool_dir is None:
+            _logger.info("llm-lineage: recorder without a spool_dir: while the log is unavailable, records wait "
+                     "in memory (up to queue_size) instead of on disk")
         self._writer.start()
         atexit.register(self._close_at_exit)
 
@@ -202,17 +206,20 @@ class Recorder:
         self._enqueue((_PREBUILT, "AliasMoved", feature.encode(), record))
 
     def _enqueue(self, item: tuple[Any, ...]) -> None:
-        if self._closed:
-            raise RecorderClosedError("this Recorder is closed")
         if len(self._queue) >= self._capacity:
             self._wait_for_space()
-        self._queue.append(item)
+        with self._open:  # close() takes it too: nothing lands in the queue after the writer's last look
+            if self._closed:
+                raise RecorderClosedError("this Recorder is closed")
+            self._queue.append(item)
         self._writer.wake_if_idle()
 
     def _wait_for_space(self) -> None:
         deadline = time.monotonic() + self._block_timeout
         with self._space:
             while len(self._queue) >= self._capacity:
+                if not self._writer.is_alive():
+                    raise RecorderError("the recorder's writer thread has stopped; records cannot be delivered")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RecorderOverloadedError(
@@ -258,6 +265,8 @@ class Recorder:
 
         Raises RecordsRejectedError once for records that could not be encoded since the last flush.
         """
+        if not self._writer.is_alive():
+            raise RecorderError("the recorder's writer thread has stopped; records cannot be delivered")
         if not self._writer.flush(timeout):
             raise RecorderError(f"flush timed out after {timeout}s with {len(self._queue)} records queued")
         problems = self._writer.take_rejections()
@@ -270,7 +279,8 @@ class Recorder:
         try:
             self.flush(timeout)
         finally:
-            self._closed = True
+            with self._open:
+                self._closed = True
             self._writer.stop(timeout)
             atexit.unregister(self._close_at_exit)
 
@@ -278,7 +288,7 @@ class Recorder:
         try:
             self.close(timeout=10.0)
         except RecorderError as exc:
-            log.error("llm-lineage recorder at exit: %s", exc)
+            _logger.error("llm-lineage recorder at exit: %s", exc)
 
     def stats(self) -> dict[str, int]:
         """Counters since start: recorded, acknowledged, spooled, drained from spool, rejected, queued."""

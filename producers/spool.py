@@ -1,15 +1,21 @@
 """Local disk spool: where records go when the log cannot take them, until it can.
 
-Each Recorder owns one spool file, held with an exclusive flock while open. Draining takes every file in
-the folder whose lock it can get, so a crashed process's spool is drained by whoever comes next. A record
-is acknowledged once its frame is fsync'd; a torn frame at the tail was never acknowledged and is dropped.
-Draining may append a record twice if it crashes between the log append and the file removal: the index
-deduplicates by event_id, so effects stay exactly once.
+Each Recorder owns one spool file, held with an exclusive flock while open. A file is created under a
+temporary name, locked, and only then renamed into view, so no other process can drain (and unlink) it in
+the instant between creation and lock. Draining takes every file in the folder whose lock it can get, so a
+crashed process's spool is drained by whoever comes next.
+
+A record is acknowledged once its frame is fsync'd. A write that fails midway is cut back off the file,
+so a torn frame can only ever be at the tail of a file whose writer died; drain drops such a tail (it was
+never acknowledged), and sets aside, rather than deletes, a file with damage before its end. Draining may
+append a record twice if it crashes between the log append and the unlink: the index deduplicates by
+event, so effects stay exactly once.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import uuid
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from producers.log import EventLog
+
+log = logging.getLogger("llm_lineage.spool")
 
 _FRAME = struct.Struct(">IIi")  # body length, crc32 of body, key length (-1: no key)
 SUFFIX = ".spool"
@@ -39,10 +47,24 @@ class Spool:
             klen = -1 if key is None else len(key)
             body = (key or b"") + value
             chunks.append(_FRAME.pack(len(body), zlib.crc32(body), klen) + body)
-        f.write(b"".join(chunks))
-        f.flush()
-        os.fsync(f.fileno())
+        start = f.seek(0, os.SEEK_END)
+        try:
+            f.write(b"".join(chunks))
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            self._cut_back(f, start)
+            raise
         self.pending += len(records)
+
+    def _cut_back(self, f: BinaryIO, size: int) -> None:
+        """Remove a partly written batch, so later frames never follow a torn one."""
+        try:
+            f.truncate(size)
+            f.seek(size)
+        except (OSError, ValueError):
+            # Cannot repair it: stop writing to this file; its torn tail is dropped when it is drained.
+            self._release(unlink_if_empty=False)
 
     def has_files(self) -> bool:
         return self.directory.is_dir() and any(self.directory.glob("*" + SUFFIX))
@@ -55,63 +77,82 @@ class Spool:
         if not self.directory.is_dir():
             return 0
         moved = 0
-        files = sorted(self.directory.glob("*" + SUFFIX), key=lambda p: p.stat().st_mtime_ns)
-        for path in files:
+        for path in sorted(self.directory.glob("*" + SUFFIX), key=_mtime):
             if path == self._path:
                 moved += self._drain_own(log, batch_size)
-                continue
+            else:
+                moved += self._drain_foreign(path, log, batch_size)
+        return moved
+
+    def _drain_foreign(self, path: Path, log: EventLog, batch_size: int) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0  # drained by someone else meanwhile
+        with os.fdopen(fd, "r+b") as f:
             try:
-                fd = os.open(path, os.O_RDWR)
-            except FileNotFoundError:
-                continue  # drained by someone else meanwhile
-            with os.fdopen(fd, "r+b") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live recorder owns it
-                if not path.exists():
-                    continue
-                moved += _append_all(log, read_frames(f), batch_size)
-                path.unlink()
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # a live recorder owns it
+            if os.fstat(f.fileno()).st_nlink == 0:
+                return 0  # unlinked by another drainer between our open and our lock
+            moved, clean = _append_all(log, f, batch_size)
+            if clean:
+                path.unlink(missing_ok=True)
+            else:
+                _set_aside(path)
         return moved
 
     def _drain_own(self, log: EventLog, batch_size: int) -> int:
         assert self._file is not None and self._path is not None
-        self._file.seek(0)
-        moved = _append_all(log, read_frames(self._file), batch_size)
-        self._file.close()
-        self._path.unlink()
-        self._file, self._path, self.pending = None, None, 0
+        moved, clean = _append_all(log, self._file, batch_size)
+        if not clean:
+            _set_aside(self._path)
+        self._release(unlink_if_empty=False, unlink=clean)
+        self.pending = 0
         return moved
 
     def _own_file(self) -> BinaryIO:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SUFFIX}"
-            f = open(path, "a+b")
+            name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            hidden = self.directory / (name + SUFFIX + ".new")  # not matched by drain's glob
+            f = open(hidden, "a+b")  # held open for the recorder's life
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = self.directory / (name + SUFFIX)
+            os.rename(hidden, path)  # visible only once locked
             self._file, self._path = f, path
         return self._file
 
+    def _release(self, *, unlink_if_empty: bool, unlink: bool = False) -> None:
+        f, path = self._file, self._path
+        self._file, self._path = None, None
+        if f is None or path is None:
+            return
+        try:
+            # Unlink while the lock is still held, so no drainer can be reading it at that moment.
+            if unlink or (unlink_if_empty and os.fstat(f.fileno()).st_size == 0):
+                path.unlink(missing_ok=True)
+        finally:
+            f.close()  # releases the lock; a non-empty file stays for the next drain
+
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()  # releases the lock; the file stays for the next drain
-            self._file = None
-            if self._path is not None and self._path.stat().st_size == 0:
-                self._path.unlink()
-            self._path = None
+        self._release(unlink_if_empty=True)
 
 
 def read_frames(f: BinaryIO) -> Iterator[tuple[bytes | None, bytes]]:
-    """Frames up to the first torn or corrupt one (a write cut short by a crash)."""
+    """Frames up to the first torn or corrupt one, leaving the file positioned at its start."""
     f.seek(0)
     while True:
+        start = f.tell()
         header = f.read(_FRAME.size)
         if len(header) < _FRAME.size:
+            f.seek(start)
             return
         length, crc, klen = _FRAME.unpack(header)
         body = f.read(length)
         if len(body) < length or zlib.crc32(body) != crc or klen > length:
+            f.seek(start)
             return
         if klen < 0:
             yield None, body
@@ -119,9 +160,10 @@ def read_frames(f: BinaryIO) -> Iterator[tuple[bytes | None, bytes]]:
             yield body[:klen], body[klen:]
 
 
-def _append_all(log: EventLog, frames: Iterator[tuple[bytes | None, bytes]], batch_size: int) -> int:
+def _append_all(log: EventLog, f: BinaryIO, batch_size: int) -> tuple[int, bool]:
+    """Append every readable frame; returns (count, whether the file ended cleanly after them)."""
     count, batch = 0, []
-    for frame in frames:
+    for frame in read_frames(f):
         batch.append(frame)
         if len(batch) >= batch_size:
             log.append(batch)
@@ -130,4 +172,32 @@ def _append_all(log: EventLog, frames: Iterator[tuple[bytes | None, bytes]], bat
     if batch:
         log.append(batch)
         count += len(batch)
-    return count
+    return count, not _damaged_before_end(f, f.tell())
+
+
+def _damaged_before_end(f: BinaryIO, bad: int) -> bool:
+    """Whether the bad frame at `bad` is followed by more bytes: damage in the middle, not a torn tail
+    (a torn frame is the last thing in its file, as failed writes are cut back)."""
+    size = os.fstat(f.fileno()).st_size
+    if bad >= size:
+        return False
+    header = f.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return False
+    return bool(bad + _FRAME.size + _FRAME.unpack(header)[0] < size)
+
+
+def _set_aside(path: Path) -> None:
+    target = path.with_name(path.name + ".corrupt")
+    log.error("spool file %s is damaged before its end; kept as %s for inspection", path, target)
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        pass
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0  # gone meanwhile: drain skips it

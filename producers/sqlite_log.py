@@ -56,10 +56,13 @@ class SqliteEventLog:
         self._lock = threading.Lock()
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
-        self._connect()
+        self._closed = False  # connects on first use: a Recorder must start even while the log is down
 
     def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise LogError(f"event log {self.path} is closed")
         if self._conn is None:
+            conn = None
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -68,6 +71,8 @@ class SqliteEventLog:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
+                if conn is not None:
+                    conn.close()
                 raise _translate(exc, f"cannot open event log {self.path}") from exc
             self._conn = conn
         return self._conn
@@ -88,7 +93,11 @@ class SqliteEventLog:
                         conn.execute(_insert_sql(len(chunk)), params)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # keep the original error, which says what went wrong
                     raise
             except sqlite3.Error as exc:
                 raise _translate(exc, f"cannot append to event log {self.path}") from exc
@@ -115,6 +124,7 @@ class SqliteEventLog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

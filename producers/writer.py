@@ -13,7 +13,7 @@ from typing import Any
 from producers.log import EventLog
 from producers.spool import Spool
 from schemas.codec import Codec, check_size
-from schemas.errors import EventError, LogError
+from schemas.errors import LogError
 
 log = logging.getLogger("llm_lineage.recorder")
 
@@ -57,11 +57,16 @@ class Writer(threading.Thread):
         self._stopping = True
         self._wake.set()
         self.join(timeout)
+        if self.is_alive():
+            # Still retrying an unreachable log: closing what it writes to under it would lose records.
+            log.error("llm-lineage: writer still busy after %ss; %d records queued; leaving it to finish",
+                      timeout, len(self.queue))
+            return
         if self.spool is not None:
-            if not self.is_alive() and (self.spool.pending or self._orphans):
+            if self.spool.pending or self._orphans:
                 try:  # one last try, so a short outage does not leave records waiting for the next process
                     self._counts["drained"] += self.spool.drain(self.log, batch_size=self.batch_size)
-                except LogError as exc:
+                except (LogError, OSError) as exc:
                     log.warning("llm-lineage: %d records stay spooled for the next run (%s)", self.spool.pending, exc)
             self.spool.close()
         self.log.close()
@@ -77,18 +82,30 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         while True:
-            items = self._take()
-            if not items:
-                if self._stopping:
+            try:
+                if not self._step():
                     return
-                self._idle = True
-                if not self.queue:  # re-check after raising the flag: a producer may have just appended
-                    self._wake.wait(self._idle_wait())
-                self._wake.clear()
-                self._idle = False
-                self._maybe_drain()
-                continue
-            self._process(items)
+            except Exception:  # never die silently: record() would go on accepting what nobody writes
+                log.exception("llm-lineage: recorder writer error; retrying")
+                time.sleep(self._backoff_min)
+
+    def _step(self) -> bool:
+        """One round; False once stopping and the queue is empty."""
+        items = self._take()
+        if not items:
+            if self._stopping:
+                return False
+            self._idle = True
+            if not self.queue:  # re-check after raising the flag: a producer may have just appended
+                self._wake.wait(self._idle_wait())
+            self._wake.clear()
+            self._idle = False
+            self._maybe_drain()
+            return True
+        # Under steady load the queue never empties: drain here too, oldest records first, once due.
+        self._maybe_drain()
+        self._process(items)
+        return True
 
     def _take(self) -> list[tuple[Any, ...]]:
         items: list[tuple[Any, ...]] = []
@@ -121,7 +138,7 @@ class Writer(threading.Thread):
             name, key, record = self.build(item)
             value = self.codec.encode(name, record)
             check_size(value, self.max_event_bytes)
-        except (EventError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        except Exception as exc:  # whatever the caller's values do (even a failing __str__), reject just this one
             what = item[2] if isinstance(item[2], str) else "event"
             problem = f"{what}: {exc}"
             log.error("llm-lineage: record not recorded: %s", problem)
@@ -141,10 +158,11 @@ class Writer(threading.Thread):
                 try:
                     self.log.append(records)
                     self._counts["acknowledged"] += len(records)
+                    self._retry_at, self._backoff = 0.0, 0.0
                     return
-                except LogError as exc:
+                except Exception as exc:  # LogError, or whatever a custom EventLog raises: keep the records
                     self._schedule_retry(exc)
-                    if self.spool is None:
+                    if self.spool is None:  # nowhere else to put them: wait, keep them, try again
                         time.sleep(self._backoff)
                         continue
             try:
@@ -160,11 +178,12 @@ class Writer(threading.Thread):
     def _schedule_retry(self, exc: Exception) -> None:
         self._backoff = min(self._backoff_max, max(self._backoff_min, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
-        log.warning("llm-lineage: event log unavailable (%s); spooling, retry in %.2fs", exc, self._backoff)
+        action = "spooling" if self.spool is not None else "holding records in memory"
+        log.warning("llm-lineage: event log unavailable (%s); %s, retry in %.2fs", exc, action, self._backoff)
 
     def _idle_wait(self) -> float:
-        if self._retry_at:
-            return max(0.0, self._retry_at - time.monotonic())
+        if self._retry_at and self.spool is not None:
+            return max(0.01, self._retry_at - time.monotonic())
         return 0.5
 
     def _maybe_drain(self) -> None:
@@ -174,7 +193,7 @@ class Writer(threading.Thread):
             return
         try:
             moved = self.spool.drain(self.log, batch_size=self.batch_size)
-        except LogError as exc:
+        except Exception as exc:  # the log still down, or the disk: the files stay for the next try
             self._schedule_retry(exc)
             return
         self._counts["drained"] += moved

@@ -19,8 +19,9 @@ _used = _BLOCK
 
 
 def _reset_after_fork() -> None:
-    global _buffer, _used
+    global _buffer, _used, _lock
     _buffer, _used = b"", _BLOCK  # a child must never reuse its parent's random bytes
+    _lock = threading.Lock()  # another thread may have held it at the fork; it does not exist in the child
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

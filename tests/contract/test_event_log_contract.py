@@ -181,13 +181,16 @@ class TestSqliteEventLogOnly:
         finally:
             reopened.close()
 
-    def test_a_closed_log_reconnects_on_next_use(self, tmp_path: Path) -> None:
+    def test_a_closed_log_refuses_further_use_and_a_new_one_sees_everything(self, tmp_path: Path) -> None:
         log = SqliteEventLog(tmp_path / "log.db")
         log.append([(None, b"a")])
         log.close()
-        log.append([(None, b"b")])
-        assert values_of(log) == [b"a", b"b"]
-        log.close()
+        with pytest.raises(LogError, match="closed"):
+            log.append([(None, b"b")])
+        reopened = SqliteEventLog(tmp_path / "log.db")
+        reopened.append([(None, b"b")])
+        assert values_of(reopened) == [b"a", b"b"]
+        reopened.close()
 
     def test_creates_missing_parent_directories(self, tmp_path: Path) -> None:
         log = SqliteEventLog(tmp_path / "deep" / "er" / "log.db")
@@ -228,7 +231,9 @@ class TestSqliteEventLogOnly:
 
     def test_processes_appending_concurrently_get_unique_contiguous_offsets(self, tmp_path: Path) -> None:
         path = tmp_path / "log.db"
-        SqliteEventLog(path).close()  # create the schema before the race
+        creator = SqliteEventLog(path)
+        assert creator.end_offset() == 0  # first use creates the schema, before the race
+        creator.close()
         tags, batches = ["p0", "p1", "p2"], 60
         procs = [
             subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(path), tag, str(batches)],
@@ -267,8 +272,9 @@ class TestSqliteEventLogOnly:
     def test_an_unusable_path_is_a_log_error(self, tmp_path: Path) -> None:
         blocker = tmp_path / "file"
         blocker.write_text("not a directory")
+        log = SqliteEventLog(blocker / "log.db")  # opens lazily: a recorder starts even while the log is down
         with pytest.raises(LogError, match="cannot open event log"):
-            SqliteEventLog(blocker / "log.db")
+            log.append([(None, b"a")])
 
 
 # -- open_log --------------------------------------------------------------------------------------------
