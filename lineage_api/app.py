@@ -14,11 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lineage_api import routes_events, routes_outputs, routes_schemas
+from lineage_api import routes_chain, routes_events, routes_outputs, routes_schemas
 from lineage_api.services import Services, drain_spool
 from schemas import errors as e
+from streams.proofs import NotCoveredYetError
 
 _STATUS: list[tuple[type[e.LineageError], int]] = [
+    (NotCoveredYetError, 409),
     (e.NotFoundError, 404),
     (e.InvalidRequestError, 400),
     (e.EventTooLargeError, 413),
@@ -99,4 +101,5 @@ def create_app(services: Services, *, run_projectors: bool = True) -> FastAPI:
     app.include_router(routes_outputs.router)
     app.include_router(routes_events.router)
     app.include_router(routes_schemas.router)
+    app.include_router(routes_chain.router)
     return app

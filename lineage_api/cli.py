@@ -152,6 +152,35 @@ def outputs(
         render_outputs(console, page.items, page.next_cursor)
 
 
+@app.command()
+def verify(
+    data_dir: DataDir = None,
+    proof: Annotated[Optional[Path], typer.Option(help="Check one saved proof (JSON from /v1/outputs/{id}/proof) offline")] = None,  # noqa: UP045,E501
+    key: Annotated[Optional[str], typer.Option(help="Trusted key: PEM file or base64 raw Ed25519 public key")] = None,  # noqa: UP045
+    from_root: Annotated[Optional[str], typer.Option(help="With --proof: the root (hex) you saw at consistency.from_size")] = None,  # noqa: UP045,E501
+) -> None:
+    """Prove the store was not altered: every record against the Merkle tree, every signed checkpoint,
+    the consistency of consecutive checkpoints, and the index's copies. Exits 1 naming the first bad record.
+
+    With --proof FILE, checks one saved proof offline instead (no data dir needed).
+    """
+    from lineage_api.verify_cmd import load_trusted_key, verify_proof_file, verify_store
+
+    try:
+        trusted = load_trusted_key(key) if key is not None else None
+        if proof is not None:
+            problems = verify_proof_file(proof, console, trusted, from_root)
+        else:
+            settings = load_settings(data_dir)
+            if settings.index_url is None and not (settings.data_dir / "index.db").exists():
+                raise fail(f"no lineage index in {settings.data_dir.resolve()}; nothing to verify")
+            problems = verify_store(settings, console, trusted)
+    except LineageError as exc:
+        raise fail(str(exc)) from exc
+    if problems:
+        raise typer.Exit(1)
+
+
 def _open_reader(settings: Settings) -> tuple[Any, Any]:
     from streams.reader import IndexReader
     from streams.store import open_engine

@@ -22,7 +22,7 @@ def run_demo(settings: Settings, *, days: int, seed: int, console: Console) -> N
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("recording LLM calls", total=total)
-            with Recorder(services.log, spool_dir=settings.spool_dir) as recorder:
+            with Recorder(log_url=settings.resolved_log_url, spool_dir=settings.spool_dir) as recorder:
                 summary = run_scenario(
                     recorder, days=days, seed=seed,
                     progress=lambda done, _total: progress.update(task, completed=done),

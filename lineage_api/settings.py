@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=0, le=65535)
     runner_batch_size: int = Field(default=2000, gt=0)
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 PEM key that signs checkpoints; default <data-dir>/signing-key.pem, "
+        "created on first run with mode 0600")
+    checkpoint_every_events: int = Field(default=10_000, gt=0, description="Sign a checkpoint after this many records")
+    checkpoint_seconds: float = Field(default=60.0, gt=0, description="...or this long after the last one")
 
     @property
     def resolved_log_url(self) -> str:
@@ -30,6 +35,10 @@ class Settings(BaseSettings):
     @property
     def resolved_index_url(self) -> str:
         return self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.db'}"
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir.resolve() / "signing-key.pem"
 
     @property
     def spool_dir(self) -> Path:

@@ -141,8 +141,7 @@ def _primitive(kind: str, value: Any, path: str, problems: list[str]) -> Any:
 
 def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        if not _MIN_US <= value <= _MAX_US:
-            problems.append(f"{path}: {value} µs is out of range for a timestamp (years 1 to 9999)")
+        _in_range(value, str(value) + " µs", path, problems)
         return value
     if isinstance(value, str):
         try:
@@ -153,8 +152,17 @@ def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
         if when.tzinfo is None:
             problems.append(f"{path}: timestamp {value[:40]!r} has no time zone; use Z or +00:00")
             return None
-        return (when - _EPOCH) // timedelta(microseconds=1)
+        # A zone offset can move a date at either end of years 1-9999 out of that range in UTC.
+        us = (when - _EPOCH) // timedelta(microseconds=1)
+        _in_range(us, repr(value[:40]), path, problems)
+        return us
     return _bad(problems, path, "an ISO-8601 string or integer microseconds", value)
+
+
+def _in_range(us: int, shown: str, path: str, problems: list[str]) -> None:
+    """Timestamps must be readable back as a UTC datetime (years 1 to 9999)."""
+    if not _MIN_US <= us <= _MAX_US:
+        problems.append(f"{path}: {shown} is out of range for a timestamp (years 1 to 9999 in UTC)")
 
 
 def _bad(problems: list[str], path: str, expected: str, value: Any) -> None:

@@ -36,12 +36,8 @@ def lineage_graph(
         with engine.connect() as conn:
             if not conn.execute(select(t.outputs.c.output_id).where(t.outputs.c.output_id == output_id)).first():
                 raise NotFoundError("output", output_id)
-            edges: dict[tuple[str, str], str] = {}
-            truncated = False
-            for way in ("upstream", "downstream"):
-                if direction in (way, "both"):
-                    truncated |= _walk(conn, root, way, depth, edges, max_nodes)
-            nodes = {root} | {s for s, _ in edges} | {d for _, d in edges}
+            ways = [way for way in ("upstream", "downstream") if direction in (way, "both")]
+            edges, nodes, truncated = _walk(conn, root, ways, depth, max_nodes)
             return {
                 "root": root,
                 "direction": direction,
@@ -55,24 +51,32 @@ def lineage_graph(
 
 
 def _walk(
-    conn: Connection, root: str, way: str, depth: int, edges: dict[tuple[str, str], str], max_nodes: int
-) -> bool:
-    seen, frontier = {root}, [root]
+    conn: Connection, root: str, ways: list[str], depth: int, max_nodes: int
+) -> tuple[dict[tuple[str, str], str], set[str], bool]:
+    """Edges and nodes within `depth` steps, level by level in each direction in turn, so a graph cut at
+    `max_nodes` keeps the nearest nodes on both sides. A node is added only while there is room; an edge
+    only between nodes that are in. Truncated when a node was left out for lack of room."""
+    edges: dict[tuple[str, str], str] = {}
+    seen, frontiers, truncated = {root}, {way: [root] for way in ways}, False
     for _ in range(depth):
-        outputs = [n.removeprefix("output:") for n in frontier if n.startswith("output:")]
-        if not outputs:
+        for way in ways:
+            outputs = [n.removeprefix("output:") for n in frontiers[way] if n.startswith("output:")]
+            frontiers[way] = []
+            if not outputs:
+                continue
+            found = _upstream(conn, outputs) if way == "upstream" else _downstream(conn, outputs)
+            for src, dst, kind in sorted(found):  # sorted: the same cut every time
+                new = src if way == "upstream" else dst
+                if new not in seen:
+                    if len(seen) >= max_nodes:
+                        truncated = True
+                        continue
+                    seen.add(new)
+                    frontiers[way].append(new)
+                edges[(src, dst)] = kind
+        if truncated or not any(frontiers.values()):
             break
-        found = _upstream(conn, outputs) if way == "upstream" else _downstream(conn, outputs)
-        frontier = []
-        for src, dst, kind in found:
-            edges[(src, dst)] = kind
-            new = src if way == "upstream" else dst
-            if new not in seen:
-                if len(seen) >= max_nodes:
-                    return True
-                seen.add(new)
-                frontier.append(new)
-    return False
+    return edges, seen, truncated
 
 
 def _upstream(conn: Connection, output_ids: list[str]) -> list[tuple[str, str, str]]:

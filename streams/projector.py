@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from schemas.codec import DecodedEvent
 from schemas.errors import EventValidationError
+from schemas.hashing import sha256_hex
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -58,8 +61,9 @@ def model_key(provider: str, served: str, fingerprint: str | None) -> str:
 
 
 def check_event(event: DecodedEvent) -> None:
-    """Raise EventValidationError for an event whose identity the index cannot key (empty IDs). Whether
-    values fit their columns is checked on the projected rows (streams/checks.py)."""
+    """Raise EventValidationError for an event the index cannot key (empty IDs), a bundle whose ID is not
+    the hash of its content, or JSON text fields the reader could not show. Whether values fit their
+    columns is checked on the projected rows (streams/checks.py)."""
     record = event.record
     if event.name in ("InferenceRecorded", "OutputConsumed") and not record["output_id"]:
         raise EventValidationError(f"{event.name}.output_id: must not be empty")
@@ -69,6 +73,62 @@ def check_event(event: DecodedEvent) -> None:
         for i, parent in enumerate(record["parent_output_ids"]):
             if not parent:
                 raise EventValidationError(f"InferenceRecorded.parent_output_ids[{i}]: must not be empty")
+        _check_json("prompt.variables_json", record["prompt"]["variables_json"], want_object=True)
+        _check_json("params.extras_json", record["params"]["extras_json"], want_object=True)
+        structured = record["output"]["structured_json"]
+        if structured is not None:
+            _check_json("output.structured_json", structured, want_object=False)
+    elif event.name == "BundleRegistered":
+        digest = sha256_hex(record["canonical_json"])
+        if record["bundle_id"] != digest:
+            raise EventValidationError(
+                f"BundleRegistered.bundle_id {record['bundle_id'][:80]!r} does not match the sha256 of its "
+                f"canonical_json ({digest}): a bundle ID is the hash of the bundle's content")
+
+
+# Deep enough for any real prompt variables or structured output; shallow enough that a whole output record
+# still renders as JSON (orjson stops at 255 levels, and these values sit three levels down).
+MAX_JSON_DEPTH = 128
+
+
+def json_text(text: str) -> Any:
+    """Parse strict JSON (RFC 8259: no NaN, no lone surrogates) nested at most MAX_JSON_DEPTH levels.
+    Raises ValueError saying what is wrong."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise ValueError(f"not valid JSON ({exc})") from None
+    # Only text with that many brackets can nest that deep: a C-speed count spares most values the walk.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+_JSON_KIND = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+              float: "a number", type(None): "null"}
+
+
+def _check_json(path: str, text: str, *, want_object: bool) -> None:
+    try:
+        value = json_text(text)
+    except ValueError as exc:
+        raise EventValidationError(f"InferenceRecorded.{path}: {exc}") from None
+    if want_object and not isinstance(value, dict):
+        raise EventValidationError(
+            f"InferenceRecorded.{path}: expected a JSON object, got {_JSON_KIND.get(type(value), 'a value')}")
 
 
 def project(events: list[SourceEvent]) -> RowBatch:

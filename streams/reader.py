@@ -1,10 +1,11 @@
-"""Read side of the lineage index: one output's whole record, filtered listings with cursor paging."""
+"""Read side of the lineage index: one output's whole record, filtered listings with cursor paging, and which
+outputs are recorded already (and by which event), for the runner and the API to keep each recorded once."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from schemas.codec import Codec
 from schemas.errors import IndexError_, InvalidRequestError, NotFoundError
 from streams import tables as t
-from streams.projector import micros
+from streams.projector import json_text, micros
 
 MAX_PAGE = 500
+LOOKUP_CHUNK = 500  # IDs per `IN (...)` query: well under SQLite's (999 in older builds) and PostgreSQL's limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,24 +125,51 @@ class IndexReader:
 
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
         d = t.dead_letters.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(d.log_partition, d.log_offset, d.reason, d.recorded_at, func.length(d.raw).label("size"))
-                .order_by(d.log_partition, d.log_offset.desc()).limit(limit)
-            ).mappings().all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(d.log_partition, d.log_offset, d.reason, d.recorded_at, func.length(d.raw).label("size"))
+                    .order_by(d.log_partition, d.log_offset.desc()).limit(limit)
+                ).mappings().all()
+        except SQLAlchemyError as exc:
+            raise IndexError_(f"cannot read the lineage index: {exc}") from exc
         return [{**r, "recorded_at": iso(r["recorded_at"])} for r in rows]
+
+
+def recorded_outputs(engine: Engine, output_ids: Iterable[str]) -> dict[str, str]:
+    """The event ID that recorded each of `output_ids` already in the index (absent IDs are left out)."""
+    o = t.outputs.c
+    return {row.output_id: row.event_id for row in _lookup(engine, [o.output_id, o.event_id], output_ids)}
+
+
+def recorded_bodies(engine: Engine, output_ids: Iterable[str]) -> dict[str, bytes]:
+    """The event bytes, as indexed, behind each of `output_ids` already in the index."""
+    o = t.outputs.c
+    return {row.output_id: bytes(row.body) for row in _lookup(engine, [o.output_id, o.body], output_ids)}
+
+
+def _lookup(engine: Engine, columns: list[Any], output_ids: Iterable[str]) -> list[Any]:
+    ids = sorted(set(output_ids))
+    if not ids:
+        return []
+    rows: list[Any] = []
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                rows.extend(conn.execute(select(*columns).where(t.outputs.c.output_id.in_(chunk))))
+    except SQLAlchemyError as exc:
+        raise IndexError_(f"cannot read the lineage index: {exc}") from exc
+    return rows
 
 
 def _present(
     r: dict[str, Any], bundle: Any, consumers: Any, children: Any, partition: int, offset: int
 ) -> dict[str, Any]:
-    prompt = dict(r["prompt"])
-    prompt["variables"] = json.loads(prompt.pop("variables_json"))
-    params = dict(r["params"])
-    params["extras"] = json.loads(params.pop("extras_json"))
-    output = dict(r["output"])
-    structured = output.pop("structured_json")
-    output["structured"] = None if structured is None else json.loads(structured)
+    prompt, params, output = dict(r["prompt"]), dict(r["params"]), dict(r["output"])
+    _parse_into(prompt, "variables_json", "variables")
+    _parse_into(params, "extras_json", "extras")
+    _parse_into(output, "structured_json", "structured")
     return {
         **r,
         "occurred_at": r["occurred_at"].isoformat().replace("+00:00", "Z"),
@@ -160,6 +189,16 @@ def _present(
         "consumers": [{**c, "occurred_at": iso(c["occurred_at"])} for c in consumers],
         "log_position": {"partition": partition, "offset": offset},
     }
+
+
+def _parse_into(part: dict[str, Any], field: str, name: str) -> None:
+    """Replace the JSON text `field` by its value under `name`. Text the projector would refuse today (an
+    index built before it checked) is kept as recorded under `<name>_raw`, so the record stays readable."""
+    text = part.pop(field)
+    try:
+        part[name] = None if text is None else json_text(text)
+    except ValueError:
+        part[name], part[name + "_raw"] = None, text
 
 
 def _aware(when: datetime) -> datetime:

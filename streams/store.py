@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from schemas.errors import ConfigError, IndexError_, IndexRejectedError
 from streams import tables as t
+from streams.chain import extend_chain
 from streams.projector import RowBatch
 
 DEFAULT_PROJECTOR = "lineage"
@@ -114,8 +115,11 @@ class IndexStore:
         return int(value or 0)
 
     def apply(
-        self, rows: RowBatch, *, partition: int, next_offset: int, dead_letters: Sequence[DeadLetter] = ()
+        self, rows: RowBatch, *, partition: int, next_offset: int, dead_letters: Sequence[DeadLetter] = (),
+        chain: Sequence[tuple[int, bytes]] = (),
     ) -> None:
+        """Write rows, dead letters, the batch's leaves in the partition's Merkle tree (`chain`: every log
+        record of the batch as (offset, exact bytes)) and the new position, in one transaction."""
         now = time.time_ns() // 1000
         writes: list[tuple[str, list[dict[str, Any]]]] = [
             ("bundles", list(rows.bundles.values())),
@@ -137,6 +141,8 @@ class IndexStore:
                 for name, batch in writes:
                     if batch:
                         self._ignore[name].executemany(conn, batch)
+                if chain:
+                    extend_chain(conn, partition, chain)
                 conn.execute(self._position_stmt, {
                     "projector": self.projector, "log_partition": partition, "next_offset": next_offset,
                     "updated_at": now,

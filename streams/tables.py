@@ -183,3 +183,53 @@ dead_letters = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("recorded_at", BigInteger, nullable=False),
 )
+
+# -- the integrity chain: an RFC 6962 Merkle tree per log partition over every record's exact bytes --------
+
+# Leaf i of a partition's tree is the i-th record of that partition (dead letters included). The leaf hash
+# stays when a body is later purged or erased, so proofs keep verifying.
+merkle_leaves = Table(
+    "merkle_leaves",
+    metadata,
+    Column("log_partition", Integer, primary_key=True),
+    Column("leaf_index", BigInteger, primary_key=True),
+    Column("log_offset", BigInteger, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),
+    Index("ix_merkle_leaves_offset", "log_partition", "log_offset", unique=True),
+    sqlite_with_rowid=False,
+)
+
+# Roots of complete subtrees (level >= 1; index i at level L covers leaves [i * 2^L, (i + 1) * 2^L)),
+# so proofs are lookups instead of rehashing the partition.
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("log_partition", Integer, primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("node_index", BigInteger, primary_key=True),
+    Column("node_hash", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+chain_heads = Table(
+    "chain_heads",
+    metadata,
+    Column("log_partition", Integer, primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),  # records below it are leaves already
+    Column("frontier", LargeBinary, nullable=False),  # streams.merkle.CompactRange bytes
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("log_partition", Integer, primary_key=True),
+    Column("tree_size", BigInteger, primary_key=True),
+    Column("root_hash", String(64), nullable=False),
+    Column("first_offset", BigInteger, nullable=False),
+    Column("last_offset", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signed_body", Text, nullable=False),
+    Column("signature", String(128), nullable=False),
+)

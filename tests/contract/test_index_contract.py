@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
+import orjson
 import pytest
 from sqlalchemy import Engine, func, select, text
 
@@ -15,7 +16,7 @@ from producers.memory_log import MemoryEventLog
 from schemas.errors import IndexError_, InvalidRequestError, NotFoundError
 from streams import tables as t
 from streams.lineage import lineage_graph
-from streams.projector import RowBatch
+from streams.projector import RowBatch, SourceEvent, project
 from streams.reader import IndexReader, OutputFilter
 from streams.runner import EmbeddedRunner
 from streams.store import IndexStore, open_engine
@@ -28,6 +29,7 @@ from tests.factories import (
     build_world,
     bundle_event,
     consumed_event,
+    decode,
     document,
     inference_event,
     log_values,
@@ -55,6 +57,17 @@ def table_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in t.metadata.sorted_tables}
+
+
+LINEAGE_TABLES = (t.outputs, t.bundles, t.prompts, t.documents, t.models, t.consumers, t.consumptions, t.edges,
+                  t.aliases, t.dead_letters)
+
+
+def lineage_counts(engine: Engine) -> dict[str, int]:
+    """Row counts of the tables the projectors write (not the integrity chain, which grows with every record)."""
+    with engine.connect() as conn:
+        return {table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in LINEAGE_TABLES}
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
@@ -213,10 +226,11 @@ class IndexContract:
         log = MemoryEventLog()
         log.append(log_values(world.events))
         self.index(engine, log)
-        once = table_counts(engine)
+        once = lineage_counts(engine)  # the chain has a leaf per log record, copies included
         log.append(log_values(world.events))
-        assert self.index(engine, log).catch_up() == 0
-        assert table_counts(engine) == once
+        runner = self.index(engine, log)
+        assert runner.catch_up() == 0 and (runner.applied, runner.dead) == (len(world.events), 0)
+        assert lineage_counts(engine) == once
         assert len(IndexReader(engine).output(world.c["output_id"])["consumers"]) == 1
 
     def test_rewinding_the_position_replays_without_duplicates(self, engine: Engine, world: World) -> None:
@@ -275,6 +289,106 @@ class IndexContract:
         dead = {d["log_offset"]: d["reason"] for d in reader.dead_letters()}
         assert list(dead) == [1] and field in dead[1], dead
 
+    def test_an_output_recorded_again_by_another_event_is_dead_lettered_and_attaches_nothing(
+        self, engine: Engine, world: World
+    ) -> None:
+        """Outputs are written once (ON CONFLICT DO NOTHING): a second event claiming output C must not slip
+        its parents and documents in as C's lineage."""
+        log = MemoryEventLog()
+        log.append(log_values(world.events))
+        self.index(engine, log)
+        before, counts = snapshot(engine), lineage_counts(engine)
+        forged = inference_event(output_id=world.c["output_id"], feature="forged",
+                                 parent_output_ids=[world.others[0]["output_id"]],
+                                 retrieval={"documents": [document("forged/evidence")]},
+                                 prompt={"template_id": "forged-template"})
+        log.append(log_values([("InferenceRecorded", forged)]))
+        runner = self.index(engine, log)
+        assert (runner.applied, runner.dead) == (0, 1)
+        after = snapshot(engine)
+        assert lineage_counts(engine) == {**counts, "dead_letters": counts["dead_letters"] + 1}
+        assert {k: v for k, v in after.items() if k not in ("dead", "stats", "rows")} == {
+            k: v for k, v in before.items() if k not in ("dead", "stats", "rows")}
+        [letter] = after["dead"]
+        assert letter["log_offset"] == len(world.events)
+        assert letter["reason"] == (f"InferenceRecorded.output_id {world.c['output_id']!r} is already recorded by "
+                                    f"event {world.c['event_id']}; an output is recorded once")
+
+    def test_within_one_batch_the_first_recording_of_an_output_wins(self, engine: Engine) -> None:
+        other, first = inference_event(), inference_event()
+        rival = inference_event(output_id=first["output_id"], feature="rival",
+                                parent_output_ids=[other["output_id"]])
+        events: list[Event] = [("InferenceRecorded", e) for e in (other, first, first, rival, first)]
+        runner = self.index(engine, events, batch_size=10)
+        assert (runner.applied, runner.dead) == (4, 1), "the repeats of `first` are re-deliveries"
+        reader = IndexReader(engine)
+        shown = reader.output(first["output_id"])
+        assert (shown["event_id"], shown["feature"], shown["parents"]) == (first["event_id"], first["feature"], [])
+        assert reader.output(other["output_id"])["children"] == []
+        assert [(d["log_offset"], d["reason"]) for d in reader.dead_letters()] == [
+            (3, f"InferenceRecorded.output_id {first['output_id']!r} is already recorded by event "
+                f"{first['event_id']}; an output is recorded once")]
+        assert lineage_counts(engine)["outputs"] == 2
+
+    @pytest.mark.parametrize("same_batch", [False, True], ids=["later-batch", "same-batch"])
+    def test_an_event_id_reused_with_other_content_is_dead_lettered_and_attaches_nothing(
+        self, engine: Engine, world: World, same_batch: bool
+    ) -> None:
+        """Re-delivering an event is harmless; the same event ID and output carrying other parents is not the
+        same event, and must not add lineage either."""
+        variant = {**world.c, "parent_output_ids": [world.others[0]["output_id"]], "feature": "variant"}
+        log = MemoryEventLog()
+        log.append(log_values([*world.events, ("InferenceRecorded", world.c)]))
+        if not same_batch:
+            self.index(engine, log)
+        log.append(log_values([("InferenceRecorded", variant)]))
+        self.index(engine, log, batch_size=100)
+        reader = IndexReader(engine)
+        shown = reader.output(world.c["output_id"])
+        assert (shown["feature"], shown["parents"]) == (world.c["feature"], [world.b["output_id"]])
+        assert reader.output(world.others[0]["output_id"])["children"] == []
+        assert [(d["log_offset"], d["reason"]) for d in reader.dead_letters()] == [
+            (len(world.events) + 1, f"InferenceRecorded event {world.c['event_id']} is already recorded for output "
+                                    f"{world.c['output_id']!r} with other content; an event is recorded once")]
+
+    def test_outputs_already_recorded_are_found_past_one_lookup_chunk(self, engine: Engine) -> None:
+        """The lookup is split into queries of at most 500 IDs (SQLite's parameter limit can be 999)."""
+        originals = [inference_event() for _ in range(1100)]
+        log = MemoryEventLog()
+        log.append(log_values([("InferenceRecorded", o) for o in originals]))
+        self.index(engine, log, batch_size=2000)
+        rivals = [inference_event(output_id=o["output_id"], feature="rival") for o in originals]
+        log.append(log_values([("InferenceRecorded", r) for r in rivals]))
+        runner = self.index(engine, log, batch_size=2000)
+        assert (runner.applied, runner.dead) == (0, 1100)
+        assert all_pages(IndexReader(engine), OutputFilter(feature="rival")) == []
+
+    def test_an_indexed_output_with_unreadable_json_fields_is_shown_with_the_raw_text(self, engine: Engine) -> None:
+        """An index built before the projector checked these fields may hold them: the record must still be
+        readable (and renderable as JSON), with the text as recorded instead of the parsed value."""
+        deep = "[" * 300 + "]" * 300
+        legacy = inference_event(prompt={"variables_json": "{region: north}"}, params={"extras_json": "NaN"},
+                                 output={"structured_json": deep})
+        huge = inference_event(prompt={"variables_json": '{"n": 123456789012345678901234567890}'})
+        events = [("InferenceRecorded", legacy), ("InferenceRecorded", huge)]
+        raws = [raw for _, raw in log_values(events)]
+        store = IndexStore(engine)
+        store.apply(project([SourceEvent(0, i, raw, decode(raw)) for i, raw in enumerate(raws)]),
+                    partition=0, next_offset=2)
+        reader = IndexReader(engine)
+
+        shown = reader.output(legacy["output_id"])
+        assert (shown["prompt"]["variables"], shown["prompt"]["variables_raw"]) == (None, "{region: north}")
+        assert (shown["params"]["extras"], shown["params"]["extras_raw"]) == (None, "NaN")
+        assert (shown["output"]["structured"], shown["output"]["structured_raw"]) == (None, deep)
+        assert "variables_json" not in shown["prompt"] and "structured_json" not in shown["output"]
+        assert shown["output"]["text"] == legacy["output"]["text"]
+        orjson.dumps(shown)  # what the API answers with
+
+        number = reader.output(huge["output_id"])["prompt"]["variables"]
+        assert number == {"n": 1.2345678901234568e29}
+        orjson.dumps(number)
+
     @pytest.mark.parametrize("case", FILTERS, ids=list(FILTERS))
     def test_listing_filters(self, engine: Engine, world: World, case: str) -> None:
         self.index(engine, world.events)
@@ -331,6 +445,40 @@ class IndexContract:
             assert (nodes[bundle]["name"], nodes[bundle]["version"]) == ("load-forecaster", "2026.11.1")
         if node("output", world.a) in nodes:
             assert nodes[node("output", world.a)]["feature"] == "weather-summary"
+
+    @pytest.mark.parametrize("direction", ["upstream", "downstream", "both"])
+    def test_lineage_graph_never_has_more_nodes_than_max_nodes(
+        self, engine: Engine, world: World, direction: str
+    ) -> None:
+        """Each cap from 1 node up to the whole graph: never more nodes than asked, every edge between nodes
+        that are shown, truncated exactly when something was left out."""
+        self.index(engine, world.events)
+        root = world.b["output_id"]
+        full = lineage_graph(engine, root, direction=direction, depth=3)
+        whole = {n["id"] for n in full["nodes"]}
+        all_edges = {(e["source"], e["target"], e["kind"]) for e in full["edges"]}
+        assert full["truncated"] is False and len(whole) >= 3
+        for cap in range(1, len(whole) + 2):
+            graph = lineage_graph(engine, root, direction=direction, depth=3, max_nodes=cap)
+            nodes = {n["id"] for n in graph["nodes"]}
+            edges = {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
+            assert len(nodes) <= cap, f"cap {cap}: {len(nodes)} nodes"
+            assert node("output", world.b) in nodes and nodes <= whole and edges <= all_edges
+            assert all(s in nodes and d in nodes for s, d, _ in edges), f"cap {cap}: an edge to a hidden node"
+            assert graph["truncated"] is (cap < len(whole)), f"cap {cap}"
+            if cap >= len(whole):
+                assert graph == full
+
+    def test_a_capped_graph_in_both_directions_keeps_the_nearest_nodes_of_each(
+        self, engine: Engine, world: World
+    ) -> None:
+        """Walking level by level in both directions: a cap reached upstream still leaves room downstream."""
+        self.index(engine, world.events)
+        graph = lineage_graph(engine, world.b["output_id"], direction="both", depth=3, max_nodes=8)
+        nodes = {n["id"] for n in graph["nodes"]}
+        assert graph["truncated"] is True and len(nodes) == 8
+        assert node("output", world.c) in nodes, "B's child is one step away downstream"
+        assert node("output", world.a) in nodes, "B's parent is one step away upstream"
 
     @pytest.mark.parametrize(("direction", "depth"), [("sideways", 1), ("upstream", 0), ("both", 11)])
     def test_lineage_rejects_bad_direction_and_depth(

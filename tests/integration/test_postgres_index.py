@@ -158,10 +158,12 @@ def test_disposing_the_connection_pool_between_batches_loses_nothing(engine: Eng
             recorded += record_batch(rec, bundle, first, 100)
             while runner.run_once():
                 engine.dispose()  # the pool restarts between index batches
-    source.close()
-    reader = IndexReader(engine)
-    assert runner.lag() == 0 and reader.stats()["outputs"] == 1000
-    assert sorted(all_ids(reader, limit=100)) == sorted(recorded)
+    try:
+        reader = IndexReader(engine)
+        assert runner.lag() == 0 and reader.stats()["outputs"] == 1000  # lag reads the log: close it after
+        assert sorted(all_ids(reader, limit=100)) == sorted(recorded)
+    finally:
+        source.close()
 
 
 def test_dropped_server_connections_are_retried_and_lose_nothing(

@@ -54,6 +54,11 @@ MINIMAL = {
     "OutputConsumed": lambda: {
         "event_id": "e4", "occurred_at": WHEN_US, "output_id": "out_x", "consumer": "dispatch-planner",
     },
+    "ChainCheckpoint": lambda: {
+        "event_id": "e5", "occurred_at": WHEN_US, "log_partition": 0, "tree_size": 3, "root_hash": "ef" * 32,
+        "first_offset": 0, "last_offset": 2, "key_id": "0123456789abcdef",
+        "signed_body": '{"log_partition":0,"tree_size":3}', "signature": "c2lnbmF0dXJl",
+    },
 }
 
 
@@ -270,6 +275,25 @@ def test_rejects_integers_out_of_range_for_a_long(bad: int) -> None:
 def test_rejects_integer_timestamps_out_of_range_for_a_long(bad: int) -> None:
     # timestamp-micros is an Avro long; a value that cannot be encoded is not "Avro-ready".
     assert "InferenceRecorded.occurred_at" in problems_of("InferenceRecorded", with_change(["occurred_at"], bad))
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+05:00", "0001-01-01T04:59:59.999999+05:00",
+                                  "9999-12-31T23:30:00-01:00"])
+def test_rejects_iso_timestamps_outside_years_1_to_9999_in_utc(text: str) -> None:
+    """Midnight of year 1 east of UTC is still year 0 in UTC (and late on 9999-12-31 west of UTC is year
+    10000): no datetime holds it, so the index could never show it. Refused here like an out-of-range
+    integer, not dead-lettered later."""
+    message = problems_of("InferenceRecorded", with_change(["occurred_at"], text))
+    assert "InferenceRecorded.occurred_at" in message and "out of range for a timestamp" in message
+
+
+@pytest.mark.parametrize(("text", "expected_us"), [
+    ("0001-01-01T05:00:00+05:00", -62_135_596_800_000_000),
+    ("9999-12-31T23:59:59.999999Z", 253_402_300_799_999_999),
+], ids=["first-utc-microsecond", "last-utc-microsecond"])
+def test_accepts_iso_timestamps_at_the_ends_of_the_range(text: str, expected_us: int) -> None:
+    record = from_json(schema("InferenceRecorded"), with_change(["occurred_at"], text))
+    assert record["occurred_at"] == expected_us
 
 
 def test_rejects_a_number_too_large_for_a_double_as_a_validation_error() -> None:

@@ -194,6 +194,64 @@ def test_checks_name_the_field_the_index_cannot_hold(name: str, record: dict[str
     assert message in str(caught.value)
 
 
+TAMPERED = {
+    "relabelled-content": (lambda: bundle_event(canonical_json='{"release":"forged"}'),
+                           "does not match the sha256 of its canonical_json"),
+    "made-up-id": (lambda: bundle_event(bundle_id="ab" * 32), "BundleRegistered.bundle_id"),
+    "uppercase-hex": (lambda: {**bundle_event(), "bundle_id": bundle_event()["bundle_id"].upper()},
+                      "BundleRegistered.bundle_id"),
+}
+
+
+@pytest.mark.parametrize("build", [c[0] for c in TAMPERED.values()], ids=list(TAMPERED))
+def test_a_bundle_whose_id_is_not_the_hash_of_its_content_is_refused(build: Any) -> None:
+    """bundle_id is content-addressed: a registration claiming an ID its content does not hash to would let
+    anyone relabel a release another team registered."""
+    record = build()
+    with pytest.raises(EventValidationError) as caught:
+        check_event(decode(encode("BundleRegistered", record)))
+    assert "BundleRegistered.bundle_id" in str(caught.value)
+    assert "sha256" in str(caught.value)
+
+
+BAD_JSON = {
+    "variables-not-json": (inference_event(prompt={"variables_json": "{region: north}"}),
+                           "InferenceRecorded.prompt.variables_json: not valid JSON"),
+    "variables-an-array": (inference_event(prompt={"variables_json": "[1, 2]"}),
+                           "InferenceRecorded.prompt.variables_json: expected a JSON object, got an array"),
+    "variables-null": (inference_event(prompt={"variables_json": "null"}),
+                       "InferenceRecorded.prompt.variables_json: expected a JSON object, got null"),
+    "variables-empty": (inference_event(prompt={"variables_json": ""}),
+                        "InferenceRecorded.prompt.variables_json: not valid JSON"),
+    "extras-truncated": (inference_event(params={"extras_json": '{"logprobs": tru'}),
+                         "InferenceRecorded.params.extras_json: not valid JSON"),
+    "extras-a-string": (inference_event(params={"extras_json": '"x"'}),
+                        "InferenceRecorded.params.extras_json: expected a JSON object, got a string"),
+    "structured-not-json": (inference_event(output={"structured_json": "peak 4210 MW"}),
+                            "InferenceRecorded.output.structured_json: not valid JSON"),
+    "structured-nan": (inference_event(output={"structured_json": '{"mw": NaN}'}),
+                       "InferenceRecorded.output.structured_json: not valid JSON"),
+    "structured-too-deep": (inference_event(output={"structured_json": "[" * 200 + "]" * 200}),
+                            "InferenceRecorded.output.structured_json: nested deeper than"),
+    "structured-deeper-than-the-parser": (inference_event(output={"structured_json": "[" * 5000 + "]" * 5000}),
+                                          "InferenceRecorded.output.structured_json: nested deeper than"),
+}
+
+
+@pytest.mark.parametrize(("record", "message"), BAD_JSON.values(), ids=list(BAD_JSON))
+def test_json_text_fields_must_hold_json_the_reader_can_show(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        check_event(decode(encode("InferenceRecorded", record)))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("structured", [None, "null", "42", '"text"', "[1,2]", '{"a":{"b":[true]}}',
+                                        "[" * 60 + "]" * 60])
+def test_structured_output_may_be_any_json_value_or_absent(structured: str | None) -> None:
+    check_event(decode(encode("InferenceRecorded", inference_event(
+        output={"structured_json": structured}, prompt={"variables_json": "{}"}, params={"extras_json": "{}"}))))
+
+
 def test_check_event_accepts_realistic_events_at_the_limits() -> None:
     for name, record in [("InferenceRecorded", inference_event(feature="f" * 256, trace_id="t" * 128)),
                          ("OutputConsumed", consumed_event("out_x", consumer="c" * 256)),

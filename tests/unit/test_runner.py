@@ -12,11 +12,12 @@ from unittest import mock
 import pytest
 from sqlalchemy import Engine, event, func, select
 
+from producers import ModelCall, Params, PromptTemplate, Recorder, RetrievalConfig
 from producers.log import LogRecord
 from producers.memory_log import MemoryEventLog
 from schemas.errors import IndexError_, IndexRejectedError, LogUnavailableError
 from streams import tables as t
-from streams.reader import IndexReader
+from streams.reader import IndexReader, OutputFilter
 from streams.runner import EmbeddedRunner
 from streams.store import IndexStore, open_engine
 from tests.factories import (
@@ -26,6 +27,8 @@ from tests.factories import (
     bundle_event,
     bundle_ref,
     consumed_event,
+    decode,
+    encode,
     inference_event,
     log_values,
     unknown_schema_bytes,
@@ -304,3 +307,53 @@ def test_an_unexpected_error_stops_the_thread_and_is_kept(engine: Engine, loaded
             runner.stop()
     assert runner.error is boom
     assert runner.store.position() == 0
+
+
+def test_bundles_registered_through_the_sdk_are_indexed_and_a_tampered_copy_is_dead_lettered(
+    engine: Engine,
+) -> None:
+    """The SDK's bundle_id is the sha256 of the canonical content, which the projector now checks: its own
+    registrations (with and without retrieval and params) must pass, a relabelled content must not."""
+    log = MemoryEventLog()
+    template = PromptTemplate(template_id="load-forecast", version="3", text="Forecast {region} load.")
+    with Recorder(log) as recorder:
+        plain = recorder.register_bundle(name="forecaster", version="1", prompt=template,
+                                         model=ModelCall(provider="openai", requested="gpt-4o"))
+        full = recorder.register_bundle(
+            name="forecaster", version="2", prompt=template, model=ModelCall(provider="openai", requested="gpt-4o"),
+            retrieval=RetrievalConfig(config_id="grid-docs", settings={"top_k": 4, "index": "grid-docs"}),
+            params=Params(temperature=0.2, seed=7, stop=("END",), extras={"région": "nord"}),
+            registered_by="release-bot")
+    [first, _] = log.read(0, 10)
+    tampered = decode(first.value).record
+    tampered["canonical_json"] = tampered["canonical_json"].replace("gpt-4o", "gpt-4o-mini")
+    log.append([(b"k", encode("BundleRegistered", tampered))])
+
+    runner = EmbeddedRunner(log, IndexStore(engine))
+    runner.catch_up()
+
+    with engine.connect() as conn:
+        indexed = conn.execute(select(t.bundles.c.bundle_id)).scalars().all()
+    assert sorted(indexed) == sorted([plain.bundle_id, full.bundle_id])
+    [dead] = IndexReader(engine).dead_letters()
+    assert dead["log_offset"] == 2
+    assert f"BundleRegistered.bundle_id '{plain.bundle_id}' does not match the sha256" in dead["reason"]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("prompt", {"variables_json": "{'region': 'north'}"}, "InferenceRecorded.prompt.variables_json: not valid JSON"),
+    ("params", {"extras_json": "[]"}, "InferenceRecorded.params.extras_json: expected a JSON object, got an array"),
+    ("output", {"structured_json": "4210 MW"}, "InferenceRecorded.output.structured_json: not valid JSON"),
+], ids=["variables", "extras", "structured"])
+def test_an_event_whose_json_fields_cannot_be_shown_is_dead_lettered(
+    engine: Engine, field: str, value: dict[str, Any], reason: str
+) -> None:
+    """Indexed, it would make GET /v1/outputs/{id} fail for as long as the index exists."""
+    good, bad = inference_event(), inference_event(**{field: value})
+    log = MemoryEventLog()
+    log.append(log_values([("InferenceRecorded", bad), ("InferenceRecorded", good)]))
+    EmbeddedRunner(log, IndexStore(engine)).catch_up()
+    reader = IndexReader(engine)
+    assert [i["output_id"] for i in reader.outputs(OutputFilter()).items] == [good["output_id"]]
+    [dead] = reader.dead_letters()
+    assert dead["log_offset"] == 0 and reason in dead["reason"]

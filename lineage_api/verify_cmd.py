@@ -1,0 +1,92 @@
+"""`lineage verify`: check the whole chain of a data dir, or one saved proof offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lineage_api.settings import Settings
+from producers.log import ReadableEventLog, open_log
+from schemas.errors import ConfigError
+from streams.proofs import verify_proof
+from streams.signing import key_id_of, load_key_pem
+from streams.store import open_engine
+from streams.verify import verify_partition
+
+
+def verify_store(settings: Settings, console: Console, trusted: dict[str, str] | None) -> int:
+    """Returns the number of problems found (0: everything verifies)."""
+    event_log = open_log(settings.resolved_log_url)
+    if not isinstance(event_log, ReadableEventLog):
+        raise ConfigError("lineage verify reads the embedded log; for Kafka, verify from the archive")
+    keys = trusted if trusted is not None else _own_keys(settings)
+    engine = open_engine(settings.resolved_index_url)
+    try:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("verifying records", total=event_log.end_offset())
+            report = verify_partition(event_log, engine, keys,
+                                      progress=lambda n: progress.advance(task, n))
+    finally:
+        engine.dispose()
+        event_log.close()
+    if report.ok:
+        console.print(f"[green]verified[/] {report.records} records, {report.checkpoints} signed checkpoints "
+                      f"and {report.outputs_checked} indexed outputs: no problems")
+        return 0
+    console.print(f"[bold red]{len(report.problems)} problem(s)[/]; the first:")
+    console.print(f"  {report.problems[0]}")
+    for problem in report.problems[1:10]:
+        console.print(f"  also: {problem}")
+    return len(report.problems)
+
+
+def verify_proof_file(path: Path, console: Console, trusted: dict[str, str] | None, from_root: str | None) -> int:
+    try:
+        proof = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read proof {path}: {exc}") from exc
+    problems = verify_proof(proof, trusted, from_root)
+    if problems:
+        console.print(f"[bold red]proof does not verify[/]: {problems[0]}")
+        for problem in problems[1:]:
+            console.print(f"  also: {problem}")
+        return len(problems)
+    who = "a trusted key" if trusted is not None else "the key inside the proof (pass --key to pin it)"
+    console.print(f"[green]proof verifies[/]: output {proof.get('output_id')} is leaf {proof['leaf_index']} "
+                  f"of the tree of size {proof['tree_size']}, signed by {who} ({proof['checkpoint']['key_id']})")
+    return 0
+
+
+def load_trusted_key(value: str) -> dict[str, str]:
+    """A PEM private/public key file, or a base64 raw Ed25519 public key, as {key_id: base64 public}."""
+    path = Path(value)
+    if path.exists():
+        data = path.read_bytes()
+        if b"PRIVATE KEY" in data:
+            info = load_key_pem(data, value).public_info()
+            return {info["key_id"]: info["public_key"]}
+        from cryptography.hazmat.primitives import serialization
+
+        public = serialization.load_pem_public_key(data)
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    else:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise ConfigError(f"--key: neither a file nor base64 ({exc})") from exc
+    if len(raw) != 32:
+        raise ConfigError(f"--key: an Ed25519 public key is 32 bytes, got {len(raw)}")
+    return {key_id_of(raw): base64.b64encode(raw).decode("ascii")}
+
+
+def _own_keys(settings: Settings) -> dict[str, str]:
+    path = settings.resolved_signing_key_file
+    if not path.exists():
+        return {}
+    info = load_key_pem(path.read_bytes(), str(path)).public_info()
+    return {info["key_id"]: info["public_key"]}
