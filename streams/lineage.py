@@ -97,9 +97,12 @@ def _upstream(conn: Connection, output_ids: list[str]) -> list[tuple[str, str, s
 
 
 def _downstream(conn: Connection, output_ids: list[str]) -> list[tuple[str, str, str]]:
-    e = t.edges.c
+    e, c = t.edges.c, t.consumptions.c
     srcs = ["output:" + i for i in output_ids]
-    return [(r.src, r.dst, r.kind) for r in conn.execute(select(e.src, e.dst, e.kind).where(e.src.in_(srcs)))]
+    found = [(r.src, r.dst, r.kind) for r in conn.execute(select(e.src, e.dst, e.kind).where(e.src.in_(srcs)))]
+    found.extend(("output:" + r.output_id, "consumer:" + r.consumer, "consumed_by") for r in conn.execute(
+        select(c.output_id, c.consumer).where(c.output_id.in_(output_ids)).distinct()))
+    return found
 
 
 def _describe(conn: Connection, node_ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -207,8 +207,8 @@ def _consumed(rows: RowBatch, r: dict[str, Any]) -> None:
     consumer = r["consumer"]
     if consumer not in rows.consumers:
         rows.consumers[consumer] = {"consumer": consumer, "first_seen": at}
-    src, dst = "output:" + r["output_id"], "consumer:" + consumer
-    rows.edges[(src, dst)] = {"src": src, "dst": dst, "kind": "consumed_by"}
+    # No edge row: the lineage walk reads consumer edges from `consumptions`, keyed by event_id, so an
+    # event that reuses another's event_id (and is ignored there) cannot attach a consumer either.
     rows.consumptions.append({
         "event_id": r["event_id"], "output_id": r["output_id"], "consumer": consumer,
         "consumer_ref": r["consumer_ref"], "purpose": r["purpose"], "occurred_at": at,

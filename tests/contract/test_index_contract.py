@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -517,3 +518,18 @@ class TestPostgresIndex(IndexContract):
     def index_url(self, postgres_index_url: str) -> str:
         return postgres_index_url
 
+
+
+def test_a_consumption_reusing_an_event_id_attaches_no_consumer(tmp_path: Path) -> None:
+    """Review finding: the second event's consumption row was ignored, but its consumer edge was kept."""
+    world = build_world()
+    engine = open_engine(f"sqlite:///{tmp_path / 'index.db'}")
+    log = MemoryEventLog()
+    log.append(log_values(world.events))
+    first = consumed_event(world.a["output_id"], consumer="dispatch-planner")
+    forged = {**first, "output_id": world.b["output_id"], "consumer": "shadow-system"}
+    log.append(log_values([("OutputConsumed", first), ("OutputConsumed", forged)]))
+    EmbeddedRunner(log, IndexStore(engine)).catch_up()
+    graph = lineage_graph(engine, world.b["output_id"], direction="downstream", depth=1)
+    assert "consumer:shadow-system" not in {n["id"] for n in graph["nodes"]}
+    engine.dispose()

@@ -88,7 +88,7 @@ def test_prompt_model_and_document_dimension_rows() -> None:
         "content_sha256": sha256_hex("load table"), "first_seen": micros(WHEN)}}
 
 
-def test_edges_retrieved_fed_and_consumed_by() -> None:
+def test_edges_retrieved_and_fed_and_consumptions_as_rows() -> None:
     parent_a, parent_b = inference_event(), inference_event()
     doc = document("weather/north")
     child = inference_event(parent_output_ids=[parent_a["output_id"], parent_b["output_id"]],
@@ -101,8 +101,8 @@ def test_edges_retrieved_fed_and_consumed_by() -> None:
         (dnode, out, "retrieved"),
         ("output:" + parent_a["output_id"], out, "fed"),
         ("output:" + parent_b["output_id"], out, "fed"),
-        (out, "consumer:dispatch-planner", "consumed_by"),
-    }
+    }  # consumer edges come from the consumptions table at read time
+    assert [(c["output_id"], c["consumer"]) for c in rows.consumptions] == [(child["output_id"], "dispatch-planner")]
     assert all(key == (e["src"], e["dst"]) for key, e in rows.edges.items())
 
 
@@ -133,7 +133,7 @@ def test_dimension_rows_are_deduplicated_within_a_batch_keeping_the_first() -> N
     assert next(iter(rows.prompts.values()))["first_seen"] == first["occurred_at"]
     assert next(iter(rows.documents.values()))["first_seen"] == first["occurred_at"]
     assert len(rows.consumptions) == 2  # two facts, two event IDs
-    assert len(rows.edges) == 1 + 3 * 2 + 1  # doc->first once, doc->each later, first->each later, consumer
+    assert len(rows.edges) == 1 + 3 * 2  # doc->first once, doc->each later, first->each later (no consumer edge rows)
     assert list(rows.bundles) == [bundle["bundle_id"]] and rows.bundles[bundle["bundle_id"]]["name"] == bundle["name"]
 
 
