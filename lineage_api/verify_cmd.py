@@ -56,6 +56,9 @@ def verify_proof_file(path: Path, console: Console, trusted: dict[str, str] | No
         for problem in problems[1:]:
             console.print(f"  also: {problem}")
         return len(problems)
+    if proof.get("consistency") is not None and from_root is None:
+        console.print("[yellow]note:[/] the consistency proof was not checked; pass --from-root with the root "
+                      f"you saw at size {proof['consistency'].get('from_size')}")
     who = "a trusted key" if trusted is not None else "the key inside the proof (pass --key to pin it)"
     console.print(f"[green]proof verifies[/]: output {proof.get('output_id')} is leaf {proof['leaf_index']} "
                   f"of the tree of size {proof['tree_size']}, signed by {who} ({proof['checkpoint']['key_id']})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -84,38 +85,66 @@ def verify_proof(proof: dict[str, Any], trusted_keys: dict[str, str] | None = No
     used, which proves integrity but not who signed (compare its key_id with the operator's published key).
     `from_root` (hex) is the root the auditor saw earlier at consistency.from_size.
     """
-    problems: list[str] = []
     try:
-        body = json.loads(proof["checkpoint"]["signed_body"])
-        event = base64.b64decode(proof["event"], validate=True)
-        path = [bytes.fromhex(h) for h in proof["inclusion_path"]]
-        key_id = proof["checkpoint"]["key_id"]
-    except (KeyError, TypeError, ValueError) as exc:
-        return [f"not a {FORMAT} proof: {exc}"]
+        claim = _parse(proof, from_root)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return [f"not a {FORMAT} proof: {type(exc).__name__}: {exc}"]
+    problems: list[str] = []
     if proof.get("format") != FORMAT:
         problems.append(f"unknown format {proof.get('format')!r}; expected {FORMAT}")
-    if leaf_hash(event).hex() != proof.get("leaf_hash"):
+    digest = leaf_hash(claim.event)
+    if digest.hex() != proof.get("leaf_hash"):
         problems.append("the event bytes do not hash to leaf_hash: the record was altered")
-    for field in ("tree_size", "log_partition"):
-        if body.get(field) != proof.get(field):
-            problems.append(f"{field} {proof.get(field)} differs from the signed checkpoint's {body.get(field)}")
-    if body.get("key_id") != key_id:
+    for name in ("tree_size", "log_partition"):
+        if claim.body.get(name) != proof.get(name):
+            problems.append(f"{name} {proof.get(name)} differs from the signed checkpoint's {claim.body.get(name)}")
+    if claim.body.get("key_id") != claim.key_id:
         problems.append("the checkpoint's key_id differs from the signed one")
-    root = bytes.fromhex(body.get("root_hash", ""))
-    if not verify_inclusion(leaf_hash(event), int(proof.get("leaf_index", -1)), int(body.get("tree_size", 0)),
-                            path, root):
+    if not verify_inclusion(digest, claim.leaf_index, claim.tree_size, claim.path, claim.root):
         problems.append("the inclusion path does not lead to the signed root: the record is not in that tree")
-    public = (trusted_keys or {}).get(key_id) if trusted_keys is not None else proof["checkpoint"].get("public_key")
+    public = trusted_keys.get(claim.key_id) if trusted_keys is not None else proof["checkpoint"].get("public_key")
     if not public:
-        problems.append(f"no trusted public key for key_id {key_id}")
-    elif not verify_signature(public, proof["checkpoint"]["signed_body"].encode("utf-8"),
-                              proof["checkpoint"]["signature"]):
-        problems.append(f"the checkpoint signature does not verify with key {key_id}")
-    consistency = proof.get("consistency")
-    if consistency is not None and from_root is not None:
-        ok = verify_consistency(int(consistency["from_size"]), int(consistency["to_size"]), bytes.fromhex(from_root),
-                                root, [bytes.fromhex(h) for h in consistency["path"]])
-        if not ok:
-            problems.append(f"the tree of size {consistency['to_size']} does not extend the earlier root "
-                            f"at size {consistency['from_size']}")
+        problems.append(f"no trusted public key for key_id {claim.key_id}")
+    elif not verify_signature(public, claim.signed_body, claim.signature):
+        problems.append(f"the checkpoint signature does not verify with key {claim.key_id}")
+    if claim.consistency is not None:
+        from_size, to_size, path, earlier = claim.consistency
+        if to_size != claim.tree_size:
+            problems.append(f"the consistency proof ends at size {to_size}, not at the signed {claim.tree_size}")
+        elif not verify_consistency(from_size, to_size, earlier, claim.root, path):
+            problems.append(f"the tree of size {to_size} does not extend the earlier root at size {from_size}")
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    body: dict[str, Any]
+    signed_body: bytes
+    signature: str
+    key_id: str
+    event: bytes
+    leaf_index: int
+    tree_size: int
+    root: bytes
+    path: list[bytes]
+    consistency: tuple[int, int, list[bytes], bytes] | None  # from, to, path, the earlier root
+
+
+def _parse(proof: dict[str, Any], from_root: str | None) -> _Claim:
+    """Everything the checks use, parsed up front: a malformed bundle is one clear problem, not a crash."""
+    checkpoint = proof["checkpoint"]
+    body = json.loads(checkpoint["signed_body"])
+    if not isinstance(body, dict):
+        raise TypeError("signed_body is not a JSON object")
+    consistency = None
+    if proof.get("consistency") is not None and from_root is not None:
+        c = proof["consistency"]
+        consistency = (int(c["from_size"]), int(c["to_size"]), [bytes.fromhex(h) for h in c["path"]],
+                       bytes.fromhex(from_root))
+    return _Claim(
+        body=body, signed_body=str(checkpoint["signed_body"]).encode("utf-8"),
+        signature=str(checkpoint["signature"]), key_id=str(checkpoint["key_id"]),
+        event=base64.b64decode(proof["event"], validate=True), leaf_index=int(proof["leaf_index"]),
+        tree_size=int(body["tree_size"]), root=bytes.fromhex(body["root_hash"]),
+        path=[bytes.fromhex(h) for h in proof["inclusion_path"]], consistency=consistency,
+    )
