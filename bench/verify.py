@@ -322,7 +322,8 @@ def measure_proofs(client: httpx.Client, ids: list[str], requests: int, keep: in
     def nothing(_r: httpx.Response) -> None:
         return None
 
-    paths = {"healthz": lambda i: "/healthz", "proof": lambda i: f"/v1/outputs/{ids[i % len(ids)]}/proof"}
+    paths: dict[str, Callable[[int], str]] = {
+        "healthz": lambda i: "/healthz", "proof": lambda i: f"/v1/outputs/{ids[i % len(ids)]}/proof"}
     checks = {"healthz": nothing, "proof": keep_some}
     for name in paths:  # warm-up: connection, route, page cache for the code paths
         timed_gets(client, [paths[name](i + 7919) for i in range(min(200, requests))], [], nothing)

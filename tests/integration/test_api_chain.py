@@ -51,13 +51,13 @@ def _post(client: httpx.Client, n: int) -> list[str]:
 
 def _settled(client: httpx.Client) -> bool | None:
     """True once the runner is idle and no checkpoint is due: everything is chained, and the records after
-    the newest checkpoint (at least its own ChainCheckpoint event) are fewer than the cadence."""
+    the newest checkpoint, besides its own ChainCheckpoint event, are fewer than the cadence."""
     before = _checkpoints(client)
     stats = client.get("/v1/stats").raise_for_status().json()
     after = _checkpoints(client)
     if before != after or stats["lag"] != 0 or not after:
         return None
-    return True if 1 <= stats["log_end_offset"] - after[0]["tree_size"] < EVERY else None
+    return True if 1 <= stats["log_end_offset"] - after[0]["tree_size"] <= EVERY else None
 
 
 def _settle(client: httpx.Client) -> None:

@@ -167,3 +167,25 @@ def test_a_replayed_batch_does_not_add_leaves_twice(store: Services) -> None:
         conn.execute("UPDATE consumer_positions SET next_offset = 5")  # as if the last commits were lost
     store.runner.catch_up()
     assert verify(store) == []
+
+
+def test_an_idle_store_does_not_sign_checkpoints_of_its_own_checkpoints(tmp_path: Path) -> None:
+    """Each checkpoint appends a ChainCheckpoint record; that alone must not make the time trigger fire."""
+    clock = [1_000.0]
+    services = open_services(Settings(data_dir=tmp_path, checkpoint_every_events=1_000, checkpoint_seconds=1))
+    services.checkpointer.clock = lambda: clock[0]
+    try:
+        record(services, 5)  # first checkpoint: nothing was signed before
+        for _ in range(5):  # idle: time passes, the runner polls
+            clock[0] += 10
+            services.runner.catch_up()
+            services.runner._maybe_checkpoint()
+        with sqlite3.connect(tmp_path / "index.db") as conn:
+            assert conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 1
+        record(services, 1)  # a real record: the next tick signs again
+        clock[0] += 10
+        services.runner._maybe_checkpoint()
+        with sqlite3.connect(tmp_path / "index.db") as conn:
+            assert conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 2
+    finally:
+        services.close()
