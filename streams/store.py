@@ -46,6 +46,9 @@ def open_engine(url: str) -> Engine:
         raise ConfigError(f"unsupported index URL {url!r}; use sqlite:///path/index.db or postgresql+psycopg://…")
     try:
         t.metadata.create_all(engine)
+        for table in t.metadata.sorted_tables:  # indexes added since a store was created (create_all skips them)
+            for index in table.indexes:
+                index.create(engine, checkfirst=True)
     except SQLAlchemyError as exc:
         raise IndexError_(f"cannot open the lineage index at {engine.url!r}: {exc}") from exc
     return engine

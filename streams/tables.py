@@ -59,6 +59,7 @@ outputs = Table(
     Index("ix_outputs_status", "status", "output_id"),
     Index("ix_outputs_occurred", "occurred_at"),
     Index("ix_outputs_trace", "trace_id"),
+    Index("ix_outputs_log_position", "log_partition", "log_offset"),  # lineage verify reads copies in log order
 )
 
 bundles = Table(

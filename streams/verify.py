@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from schemas.codec import Codec
 from schemas.errors import DeserializationError
@@ -69,7 +69,7 @@ def verify_partition(
         frontier = _walk_log(conn, log, partition, checkpoints, public_keys, report, codec, batch_size, progress)
         _check_tail(conn, partition, frontier.size, report)
         _check_consistency(conn, partition, checkpoints, report)
-        _check_index_copies(conn, partition, report, codec, batch_size)
+        _check_unchained_copies(conn, partition, _chain_end(conn, partition), report)
     return report
 
 
@@ -78,31 +78,21 @@ def _walk_log(
     report: Report, codec: Codec, batch_size: int, progress: Callable[[int], None] | None,
 ) -> CompactRange:
     frontier, expected, pending = CompactRange(), 0, list(checkpoints)
-    c, h = t.merkle_leaves.c, t.chain_heads.c
     # Records past the chain head are not chained yet (the runner is behind): nothing to check them against.
-    end = conn.execute(select(h.next_offset).where(h.log_partition == partition)).scalar() or 0
+    end = _chain_end(conn, partition)
     while records := [r for r in log.read(expected, batch_size) if r.offset < end]:
-        stored = {r.leaf_index: (r.log_offset, bytes(r.leaf_hash)) for r in conn.execute(
-            select(c.leaf_index, c.log_offset, c.leaf_hash).where(
-                c.log_partition == partition, c.leaf_index >= frontier.size,
-                c.leaf_index < frontier.size + len(records)))}
-        hashes: list[bytes] = []
-        for rec in records:
-            index = frontier.size + len(hashes)
-            if rec.offset != expected:
-                _bad(report, partition, expected, None, f"log record missing: offsets jump from {expected - 1} "
-                     f"to {rec.offset} (deleted or reordered rows)")
-            digest = leaf_hash(rec.value)
-            leaf = stored.get(index)
-            if leaf is None:
-                _bad(report, partition, rec.offset, _event_id(codec, rec.value), f"leaf {index} is missing")
-            elif leaf != (rec.offset, digest):
-                what = ("the record's bytes differ from what was chained at leaf "
-                        f"{index}: altered, replaced or reordered" if leaf[1] != digest
-                        else f"leaf {index} names offset {leaf[0]}")
-                _bad(report, partition, rec.offset, _event_id(codec, rec.value), what)
-            hashes.append(digest)
-            expected = rec.offset + 1
+        hashes = [leaf_hash(r.value) for r in records]
+        stored = conn.execute(_LEAVES, {"p": partition, "lo": frontier.size,
+                                        "hi": frontier.size + len(records)}).all()
+        # Fast path: the whole batch matches (offsets contiguous, every leaf as chained).
+        if [(r.offset, d) for r, d in zip(records, hashes, strict=True)] != [(o, bytes(x)) for o, x in stored] \
+                or records[0].offset != expected or records[-1].offset != expected + len(records) - 1:
+            bad = _locate(records, hashes, dict(enumerate(stored, frontier.size)), frontier.size, expected,
+                          partition, report, codec)
+        else:
+            bad = set()
+        _compare_copies(conn, records, bad, partition, report, codec)
+        expected = records[-1].offset + 1
         # Append up to each checkpoint that falls inside this batch, and check it at exactly its size.
         done = 0
         while pending and pending[0]["tree_size"] <= frontier.size + len(hashes) - done:
@@ -118,6 +108,54 @@ def _walk_log(
         _bad(report, partition, None, None, f"checkpoint at tree size {cp['tree_size']} covers more records "
              f"than the log holds ({frontier.size})")
     return frontier
+
+
+_LEAVES = (select(t.merkle_leaves.c.log_offset, t.merkle_leaves.c.leaf_hash)
+           .where(t.merkle_leaves.c.log_partition == bindparam("p"),
+                  t.merkle_leaves.c.leaf_index >= bindparam("lo"), t.merkle_leaves.c.leaf_index < bindparam("hi"))
+           .order_by(t.merkle_leaves.c.leaf_index))
+_COPIES = (select(t.outputs.c.log_offset, t.outputs.c.output_id, t.outputs.c.body)
+           .where(t.outputs.c.log_partition == bindparam("p"),
+                  t.outputs.c.log_offset.between(bindparam("lo"), bindparam("hi"))))
+
+
+def _locate(
+    records: Sequence[_Record], hashes: list[bytes], stored: dict[int, Any], base: int, expected: int,
+    partition: int, report: Report, codec: Codec,
+) -> set[int]:
+    """The slow path, for a batch that does not match: name each bad record; returns their offsets."""
+    bad: set[int] = set()
+    for i, (rec, digest) in enumerate(zip(records, hashes, strict=True)):
+        index = base + i
+        if rec.offset != expected:
+            _bad(report, partition, expected, None, f"log record missing: offsets jump from {expected - 1} "
+                 f"to {rec.offset} (deleted or reordered rows)")
+        leaf = stored.get(index)
+        if leaf is None:
+            _bad(report, partition, rec.offset, _event_id(codec, rec.value), f"leaf {index} is missing")
+            bad.add(rec.offset)
+        elif (leaf[0], bytes(leaf[1])) != (rec.offset, digest):
+            bad.add(rec.offset)
+            what = ("the record's bytes differ from what was chained at leaf "
+                    f"{index}: altered, replaced or reordered" if bytes(leaf[1]) != digest
+                    else f"leaf {index} names offset {leaf[0]}")
+            _bad(report, partition, rec.offset, _event_id(codec, rec.value), what)
+        expected = rec.offset + 1
+    return bad
+
+
+def _compare_copies(
+    conn: Connection, records: Sequence[_Record], bad: set[int], partition: int, report: Report, codec: Codec
+) -> None:
+    """The index keeps a copy of each output's event: it must be the log record's bytes exactly (a byte
+    comparison, no hashing: the log record itself was just checked against its leaf)."""
+    by_offset = {r.offset: r.value for r in records}
+    for offset, output_id, body in conn.execute(
+            _COPIES, {"p": partition, "lo": records[0].offset, "hi": records[-1].offset}):
+        report.outputs_checked += 1
+        if offset not in bad and by_offset.get(offset) != bytes(body):  # a bad log record is reported already
+            _bad(report, partition, offset, _event_id(codec, bytes(body)),
+                 f"the index's copy of output {output_id} differs from the log record")
 
 
 def _check_checkpoint(
@@ -166,16 +204,20 @@ def _check_consistency(conn: Connection, partition: int, checkpoints: list[dict[
                  "are not consistent: the later tree does not extend the earlier one")
 
 
-def _check_index_copies(conn: Connection, partition: int, report: Report, codec: Codec, batch_size: int) -> None:
-    o, c = t.outputs.c, t.merkle_leaves.c
-    query = (select(o.output_id, o.log_offset, o.body, c.leaf_hash)
-             .join(t.merkle_leaves, (c.log_partition == o.log_partition) & (c.log_offset == o.log_offset), isouter=True)
-             .where(o.log_partition == partition))
-    for row in conn.execute(query.execution_options(yield_per=batch_size)):
-        report.outputs_checked += 1
-        if row.leaf_hash is None or leaf_hash(row.body) != bytes(row.leaf_hash):
-            _bad(report, partition, row.log_offset, _event_id(codec, row.body),
-                 f"the index's copy of output {row.output_id} differs from the chained record")
+def _check_unchained_copies(conn: Connection, partition: int, end: int, report: Report) -> None:
+    """Indexed outputs whose record is past the chain's end: the runner indexes and chains in one
+    transaction, so there should be none."""
+    o = t.outputs.c
+    row = conn.execute(select(o.output_id, o.log_offset).where(o.log_partition == partition, o.log_offset >= end)
+                       .limit(1)).first()
+    if row is not None:
+        _bad(report, partition, row.log_offset, None,
+             f"output {row.output_id} is indexed but its record is not in the chain")
+
+
+def _chain_end(conn: Connection, partition: int) -> int:
+    h = t.chain_heads.c
+    return int(conn.execute(select(h.next_offset).where(h.log_partition == partition)).scalar() or 0)
 
 
 def _checkpoints(conn: Connection, partition: int) -> list[dict[str, Any]]:
