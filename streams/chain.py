@@ -22,9 +22,19 @@ from streams.signing import SigningKey
 log = logging.getLogger("llm_lineage.chain")
 
 
-def extend_chain(conn: Connection, partition: int, records: Sequence[tuple[int, bytes]]) -> int:
+InsertRows = Callable[[Connection, str, list[dict[str, Any]]], None]
+
+
+def _plain_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    conn.execute(t.metadata.tables[table].insert(), rows)
+
+
+def extend_chain(
+    conn: Connection, partition: int, records: Sequence[tuple[int, bytes]], insert: InsertRows = _plain_insert
+) -> int:
     """Append (offset, exact bytes) records to the partition's tree, skipping those already in it, so a
-    batch retried after a crash never adds a leaf twice. Returns the new tree size."""
+    batch retried after a crash never adds a leaf twice. Returns the new tree size. `insert` lets the
+    store pass its bulk insert (the hot path); rows are plain dicts keyed by column name."""
     c = t.chain_heads.c
     head = conn.execute(select(c.tree_size, c.next_offset, c.frontier).where(c.log_partition == partition)).first()
     frontier = CompactRange.from_bytes(head.frontier) if head else CompactRange()
@@ -35,12 +45,12 @@ def extend_chain(conn: Connection, partition: int, records: Sequence[tuple[int, 
     hashes = [leaf_hash(raw) for _, raw in fresh]
     grown, nodes = frontier.append_with_nodes(hashes)
     base = frontier.size
-    conn.execute(t.merkle_leaves.insert(), [
+    insert(conn, "merkle_leaves", [
         {"log_partition": partition, "leaf_index": base + i, "log_offset": offset, "leaf_hash": h}
         for i, ((offset, _), h) in enumerate(zip(fresh, hashes, strict=True))
     ])
     if nodes:
-        conn.execute(t.merkle_nodes.insert(), [
+        insert(conn, "merkle_nodes", [
             {"log_partition": partition, "level": level, "node_index": index, "node_hash": h}
             for level, index, h in nodes
         ])

@@ -105,6 +105,9 @@ class IndexStore:
         stmt: Insert = self._dialect.insert(table)
         return stmt
 
+    def _bulk(self, conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+        self._ignore[table].executemany(conn, rows)
+
     def position(self, partition: int = 0) -> int:
         """The next offset to process on `partition` (0 when nothing was processed)."""
         query = select(t.positions.c.next_offset).where(
@@ -145,7 +148,7 @@ class IndexStore:
                     if batch:
                         self._ignore[name].executemany(conn, batch)
                 if chain:
-                    extend_chain(conn, partition, chain)
+                    extend_chain(conn, partition, chain, self._bulk)
                 conn.execute(self._position_stmt, {
                     "projector": self.projector, "log_partition": partition, "next_offset": next_offset,
                     "updated_at": now,
