@@ -51,6 +51,8 @@ def run_demo(settings: Settings, *, days: int, seed: int, console: Console) -> N
         f"  lineage trace {first}{flag}\n"
         f"  lineage trace {first}{flag} --json\n"
         f"  lineage outputs{flag} --feature day-ahead-load --limit 10\n"
+        f"  lineage verify{flag}\n"
         f"  curl http://{settings.host}:{settings.port}/v1/outputs/{first}\n"
         f"  curl 'http://{settings.host}:{settings.port}/v1/outputs/{first}/lineage?direction=both&depth=3'\n"
+        f"  curl http://{settings.host}:{settings.port}/v1/outputs/{first}/proof\n"
     )
