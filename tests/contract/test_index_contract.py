@@ -521,7 +521,7 @@ class TestPostgresIndex(IndexContract):
 
 
 def test_a_consumption_reusing_an_event_id_attaches_no_consumer(tmp_path: Path) -> None:
-    """Review finding: the second event's consumption row was ignored, but its consumer edge was kept."""
+    """Regression: the second event's consumption row was ignored, but its consumer edge was kept."""
     world = build_world()
     engine = open_engine(f"sqlite:///{tmp_path / 'index.db'}")
     log = MemoryEventLog()

@@ -1,4 +1,4 @@
-"""Faults found in review of the SDK's delivery path: each case once lost records or stalled the writer."""
+"""Faults in the SDK's delivery path: each case once lost records or stalled the writer."""
 
 from __future__ import annotations
 
