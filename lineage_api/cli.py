@@ -172,8 +172,7 @@ def verify(
             problems = verify_proof_file(proof, console, trusted, from_root)
         else:
             settings = load_settings(data_dir)
-            if settings.index_url is None and not (settings.data_dir / "index.db").exists():
-                raise fail(f"no lineage index in {settings.data_dir.resolve()}; nothing to verify")
+            _require_index(settings, "nothing to verify")
             problems = verify_store(settings, console, trusted)
     except LineageError as exc:
         raise fail(str(exc)) from exc
@@ -181,13 +180,17 @@ def verify(
         raise typer.Exit(1)
 
 
+def _require_index(settings: Settings, advice: str) -> None:
+    """Reading commands must not create an empty store where the user mistyped a path."""
+    if settings.index_url is None and not (settings.data_dir / "index.db").exists():
+        raise fail(f"no lineage index in {settings.data_dir.resolve()}; {advice}")
+
+
 def _open_reader(settings: Settings) -> tuple[Any, Any]:
     from streams.reader import IndexReader
     from streams.store import open_engine
 
-    if settings.index_url is None and not (settings.data_dir / "index.db").exists():
-        raise fail(f"no lineage index in {settings.data_dir.resolve()}; run `lineage up` or `lineage demo` "
-                   "first, or pass --data-dir")
+    _require_index(settings, "run `lineage up` or `lineage demo` first, or pass --data-dir")
     try:
         engine = open_engine(settings.resolved_index_url)
     except LineageError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,12 +23,12 @@ from producers.values import (
     Rollout,
     Usage,
 )
+from schemas import times
 from schemas.hashing import canonical_json, sha256_hex
 
 _DEFAULT_USAGE = Usage()
 _DEFAULT_PARAMS = Params()
 _DEFAULT_CLASSIFICATION = Classification()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def inference_record(
@@ -210,8 +210,4 @@ def bundle_registered_record(
 
 
 def to_micros(when: datetime | None, default_us: int) -> int:
-    if when is None:
-        return default_us
-    if when.tzinfo is None:
-        raise ValueError("occurred_at must be timezone-aware (UTC)")
-    return (when - _EPOCH) // timedelta(microseconds=1)
+    return default_us if when is None else times.to_micros(when)

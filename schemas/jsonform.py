@@ -8,15 +8,12 @@ field is the value or null, a timestamp-micros is an integer of µs or an ISO-86
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from schemas.errors import EventValidationError
+from schemas.times import MAX_US, MIN_US, to_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# What a datetime can hold (years 1 to 9999): larger Avro longs encode but cannot be read back as times.
-_MIN_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_MAX_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 MAX_PROBLEMS = 20
 
@@ -153,7 +150,7 @@ def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}: timestamp {value[:40]!r} has no time zone; use Z or +00:00")
             return None
         # A zone offset can move a date at either end of years 1-9999 out of that range in UTC.
-        us = (when - _EPOCH) // timedelta(microseconds=1)
+        us = to_micros(when)
         _in_range(us, repr(value[:40]), path, problems)
         return us
     return _bad(problems, path, "an ISO-8601 string or integer microseconds", value)
@@ -161,7 +158,7 @@ def _timestamp(value: Any, path: str, problems: list[str]) -> Any:
 
 def _in_range(us: int, shown: str, path: str, problems: list[str]) -> None:
     """Timestamps must be readable back as a UTC datetime (years 1 to 9999)."""
-    if not _MIN_US <= us <= _MAX_US:
+    if not MIN_US <= us <= MAX_US:
         problems.append(f"{path}: {shown} is out of range for a timestamp (years 1 to 9999 in UTC)")
 
 

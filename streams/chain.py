@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from schemas.hashing import canonical_json
 from schemas.ids import new_event_id
@@ -18,6 +17,7 @@ from schemas.registry import TOPIC
 from streams import tables as t
 from streams.merkle import CompactRange, leaf_hash
 from streams.signing import SigningKey
+from streams.sql import dialect_insert
 
 log = logging.getLogger("llm_lineage.chain")
 
@@ -54,8 +54,7 @@ def extend_chain(
             {"log_partition": partition, "level": level, "node_index": index, "node_hash": h}
             for level, index, h in nodes
         ])
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    upsert = dialect.insert(t.chain_heads).values(
+    upsert = dialect_insert(conn.dialect.name, t.chain_heads).values(
         log_partition=partition, tree_size=grown.size, next_offset=fresh[-1][0] + 1, frontier=grown.to_bytes())
     conn.execute(upsert.on_conflict_do_update(
         index_elements=["log_partition"],
@@ -146,8 +145,7 @@ class Checkpointer:
                             timestamp_us=int(self.clock() * 1_000_000), key_id=self.key.key_id)
             body = cp.body()
             signature = self.key.sign(body)
-            dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-            conn.execute(dialect.insert(t.checkpoints).values(
+            conn.execute(dialect_insert(conn.dialect.name, t.checkpoints).values(
                 log_partition=partition, tree_size=cp.tree_size, root_hash=cp.root_hash,
                 first_offset=first, last_offset=last, created_at=cp.timestamp_us, key_id=cp.key_id,
                 signed_body=body.decode("utf-8"), signature=signature).on_conflict_do_nothing())

@@ -4,7 +4,7 @@ apply exactly the same code, and replaying the log rebuilds the same index."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -12,9 +12,7 @@ import orjson
 from schemas.codec import DecodedEvent
 from schemas.errors import EventValidationError
 from schemas.hashing import sha256_hex
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
+from schemas.times import to_micros
 
 
 @dataclass(slots=True)
@@ -43,9 +41,7 @@ class RowBatch:
 
 
 def micros(value: datetime | int) -> int:
-    if isinstance(value, int):
-        return value
-    return (value - _EPOCH) // _US
+    return value if isinstance(value, int) else to_micros(value)
 
 
 def prompt_key(template_id: str, template_version: str, template_sha256: str) -> str:

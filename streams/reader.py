@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.codec import Codec
 from schemas.errors import IndexError_, InvalidRequestError, NotFoundError
+from schemas.times import iso_from_micros
 from streams import tables as t
 from streams.projector import json_text, micros
 
@@ -40,12 +41,7 @@ class Page:
     next_cursor: str | None
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def iso(us: int) -> str:
-    """Exact to the microsecond (a float division would round 9999-12-31T23:59:59.999999 into year 10000)."""
-    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+iso = iso_from_micros
 
 
 class IndexReader:

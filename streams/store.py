@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from schemas.errors import ConfigError, IndexError_, IndexRejectedError
 from streams import tables as t
 from streams.chain import extend_chain
 from streams.projector import RowBatch
+from streams.sql import dialect_insert
 
 DEFAULT_PROJECTOR = "lineage"
 
@@ -92,18 +92,14 @@ class IndexStore:
     def __init__(self, engine: Engine, *, projector: str = DEFAULT_PROJECTOR) -> None:
         self.engine = engine
         self.projector = projector
-        self._dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-        self._ignore = {table.name: _Compiled(engine, self._insert(table).on_conflict_do_nothing(), table)
+        name = engine.dialect.name
+        self._ignore = {table.name: _Compiled(engine, dialect_insert(name, table).on_conflict_do_nothing(), table)
                         for table in t.metadata.sorted_tables}
-        upsert = self._insert(t.positions)
+        upsert = dialect_insert(name, t.positions)
         self._position_stmt = upsert.on_conflict_do_update(
             index_elements=["projector", "log_partition"],
             set_={"next_offset": upsert.excluded.next_offset, "updated_at": upsert.excluded.updated_at},
         )
-
-    def _insert(self, table: Table) -> Any:
-        stmt: Insert = self._dialect.insert(table)
-        return stmt
 
     def _bulk(self, conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
         self._ignore[table].executemany(conn, rows)
