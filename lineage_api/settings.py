@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import DEFAULT_MAX_EVENT_BYTES
+from schemas.registry import TOPIC
 
 
 class Settings(BaseSettings):
@@ -27,6 +28,14 @@ class Settings(BaseSettings):
         "created on first run with mode 0600")
     checkpoint_every_events: int = Field(default=10_000, gt=0, description="Sign a checkpoint after this many records")
     checkpoint_seconds: float = Field(default=60.0, gt=0, description="...or this long after the last one")
+    # -- production mode: Kafka + `lineage worker` + PostgreSQL + S3 -----------------------------------
+    topic: str = Field(default=TOPIC, description="The event topic (keyed by lineage root)")
+    dlq_topic: str = Field(default=f"{TOPIC}.dlq", description="Where the worker puts records it cannot index")
+    topic_partitions: int = Field(default=12, gt=0, description="Partitions `lineage topics create` makes")
+    worker_group: str = Field(default="llm-lineage-indexer", description="The workers' Kafka consumer group")
+    worker_batch_seconds: float = Field(default=0.25, gt=0, description="Longest a worker waits to fill a batch")
+    s3_endpoint: str | None = Field(default=None, description="S3-compatible endpoint for s3:// archives (MinIO)")
+    auto_migrate: bool = Field(default=True, description="Bring the index schema up to date when a process opens it")
 
     @property
     def resolved_log_url(self) -> str:

@@ -46,7 +46,8 @@ class ReadableEventLog(EventLog, Protocol):
         ...
 
 
-def open_log(url: str) -> EventLog:
+def open_log(url: str, *, topic: str | None = None) -> EventLog:
+    """The log at `url`; `topic` names the Kafka topic (default: the URL's ?topic=, else the event topic)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         from producers.sqlite_log import SqliteEventLog
@@ -57,11 +58,13 @@ def open_log(url: str) -> EventLog:
 
         return MemoryEventLog()
     if parts.scheme == "kafka":
-        raise ConfigError(
-            "the Kafka log (kafka://) needs the production transport, not available in this build; "
-            "use sqlite:///path/log.db"
-        )
-    raise ConfigError(f"unsupported log URL scheme {parts.scheme!r} in {url!r}; use sqlite:/// or memory://")
+        try:
+            from producers.kafka_log import KafkaEventLog
+        except ImportError as exc:
+            raise ConfigError(f"the Kafka log needs confluent-kafka: pip install 'llm-lineage[kafka]' ({exc})") from exc
+        return KafkaEventLog(url, topic=topic)
+    raise ConfigError(
+        f"unsupported log URL scheme {parts.scheme!r} in {url!r}; use sqlite:///, memory:// or kafka://")
 
 
 def sqlite_path(url: str) -> Path:

@@ -68,6 +68,8 @@ class Recorder:
             log = open_log(log_url)
             if spool_dir is None and log_url.startswith("sqlite:///"):
                 spool_dir = sqlite_path(log_url).parent / "spool"  # where `lineage up` looks for it
+            elif spool_dir is None and log_url.startswith("kafka://"):
+                spool_dir = Path("lineage-data", "spool").resolve()  # a networked log must have a disk fallback
         self.tenant = tenant
         self._capacity = queue_size
         self._block_timeout = block_timeout
@@ -100,6 +102,8 @@ class Recorder:
         options.setdefault("spool_dir", data_dir / "spool")
         if "LINEAGE_MAX_EVENT_BYTES" in os.environ:
             options.setdefault("max_event_bytes", int(os.environ["LINEAGE_MAX_EVENT_BYTES"]))
+        if log_url.startswith("kafka://") and os.environ.get("LINEAGE_TOPIC"):
+            return cls(open_log(log_url, topic=os.environ["LINEAGE_TOPIC"]), **options)
         return cls(log_url=log_url, **options)
 
     # -- the caller's side: no I/O, no encoding ------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from producers.log import EventLog
 from producers.spool import Spool
 from schemas.codec import Codec, check_size
-from schemas.errors import LogError
+from schemas.errors import LogError, LogPartlyWrittenError
 
 log = logging.getLogger("llm_lineage.recorder")
 
@@ -161,6 +161,9 @@ class Writer(threading.Thread):
                     self._retry_at, self._backoff = 0.0, 0.0
                     return
                 except Exception as exc:  # LogError, or whatever a custom EventLog raises: keep the records
+                    if isinstance(exc, LogPartlyWrittenError):  # a networked log took some: keep the rest
+                        self._counts["acknowledged"] += len(records) - len(exc.undelivered)
+                        records = exc.undelivered
                     self._schedule_retry(exc)
                     if self.spool is None:  # nowhere else to put them: wait, keep them, try again
                         time.sleep(self._backoff)

@@ -16,6 +16,8 @@
     │   └── LogUnavailableError        transient: the SDK spools and retries
     ├── IndexError_                    the lineage index cannot be used (transient: retried)
     │   └── IndexRejectedError         the index refused a row (constraint, bad data): not retried as is
+    ├── ArchiveError                   the archive store refused an object (e.g. its checksum did not match)
+    │   └── ArchiveUnavailableError    the archive cannot be reached or used: endpoint, credentials, bucket
     └── RecorderError                  the SDK cannot accept or deliver records
         ├── RecorderClosedError
         ├── RecorderOverloadedError    the bounded queue stayed full past the block timeout
@@ -93,12 +95,44 @@ class LogUnavailableError(LogError):
     """The log cannot be written right now; retrying later may succeed."""
 
 
+class LogPartlyWrittenError(LogUnavailableError):
+    """Some records of an append were stored and some not (a networked log fails record by record):
+    `undelivered` holds the (key, value) records that must be written again, in their original order."""
+
+    def __init__(self, message: str, undelivered: list[tuple[bytes | None, bytes]]) -> None:
+        super().__init__(message)
+        self.undelivered = undelivered
+
+
 class IndexError_(LineageError):  # trailing underscore: do not shadow the builtin IndexError
     pass
 
 
+class StalePositionError(IndexError_):
+    """Another consumer moved a partition's position since this one read it (a rebalance handed the
+    partition over): the batch was not applied and must be prepared again from the stored position."""
+
+    def __init__(self, partition: int, expected: int, found: int) -> None:
+        super().__init__(f"partition {partition}: position is {found}, not {expected} as this consumer read it; "
+                         "another consumer applied records meanwhile")
+        self.partition, self.expected, self.found = partition, expected, found
+
+
 class IndexRejectedError(IndexError_):
     pass
+
+
+class ArchiveError(LineageError):
+    pass
+
+
+class ArchiveUnavailableError(ArchiveError):
+    """The archive store cannot be used right now; the message names the bucket and endpoint to check."""
+
+    def __init__(self, bucket: str, endpoint: str, reason: str) -> None:
+        super().__init__(f"archive bucket {bucket!r} at {endpoint} is unavailable: {reason}")
+        self.bucket = bucket
+        self.endpoint = endpoint
 
 
 class RecorderError(LineageError):

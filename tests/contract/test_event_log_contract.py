@@ -315,6 +315,8 @@ def test_open_log_rejects_unknown_schemes_naming_them(url: str, scheme: str) -> 
         open_log(url)
 
 
-def test_open_log_kafka_says_what_to_use_instead() -> None:
-    with pytest.raises(ConfigError, match="sqlite:///"):
-        open_log("kafka://127.0.0.1:9092")
+@pytest.mark.parametrize(("url", "problem"), [("kafka://", "bad Kafka URL"), ("kafka://host", "bootstrap server"),
+                                              ("kafka://h:9092,h2", "bootstrap server 'h2'")])
+def test_open_log_rejects_malformed_kafka_urls(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        open_log(url)
