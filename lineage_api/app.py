@@ -27,6 +27,7 @@ _STATUS: list[tuple[type[e.LineageError], int]] = [
     (e.EventError, 422),
     (e.LogUnavailableError, 503),
     (e.IndexError_, 503),
+    (e.ArchiveUnavailableError, 503),
     (e.LogError, 500),
 ]
 
@@ -47,10 +48,11 @@ def create_app(services: Services, *, run_projectors: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_projectors:
             drain_spool(services)
-            backlog = services.runner.lag()
-            if backlog:
-                logging.getLogger("llm_lineage").info("indexing a backlog of %d events", backlog)
-            services.runner.start()
+            if services.runner is not None:
+                backlog = services.runner.lag()
+                if backlog:
+                    logging.getLogger("llm_lineage").info("indexing a backlog of %d events", backlog)
+                services.runner.start()
         yield
         services.close()
 
@@ -86,13 +88,13 @@ def create_app(services: Services, *, run_projectors: bool = True) -> FastAPI:
     @app.get("/readyz", tags=["health"], summary="The index answers and the runner keeps up")
     def readyz() -> Response:
         runner = services.runner
-        body: dict[str, Any] = {"index": "ok", "runner": "off"}
+        body: dict[str, Any] = {"index": "ok", "runner": "off" if runner is not None else "lineage worker"}
         ready = True
         try:
-            body["lag"] = runner.lag()
+            body["lag"] = services.progress.lag()
         except e.LineageError as exc:
             body["index"], ready = f"error: {exc}", False
-        if run_projectors:
+        if run_projectors and runner is not None:
             body["runner"] = "running" if runner.alive else f"stopped: {runner.error}"
             ready = ready and runner.alive
         body["status"] = "ready" if ready else "not ready"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
+from lineage_api.db_cmd import db_app
 from lineage_api.settings import Settings
 from schemas.errors import LineageError
 
@@ -180,6 +181,19 @@ def verify(
         raise typer.Exit(1)
 
 
+app.add_typer(db_app, name="db", help="The index schema: its revision, `lineage db upgrade`, the revision history.")
+
+
+def _register_kafka_commands() -> None:
+    from lineage_api.kafka_cmd import topics_app, worker
+
+    app.command()(worker)
+    app.add_typer(topics_app, name="topics")
+
+
+_register_kafka_commands()
+
+
 def _require_index(settings: Settings, advice: str) -> None:
     """Reading commands must not create an empty store where the user mistyped a path."""
     if settings.index_url is None and not (settings.data_dir / "index.db").exists():
@@ -192,7 +206,7 @@ def _open_reader(settings: Settings) -> tuple[Any, Any]:
 
     _require_index(settings, "run `lineage up` or `lineage demo` first, or pass --data-dir")
     try:
-        engine = open_engine(settings.resolved_index_url)
+        engine = open_engine(settings.resolved_index_url, migrate=settings.auto_migrate)
     except LineageError as exc:
         raise fail(str(exc)) from exc
     return IndexReader(engine), engine

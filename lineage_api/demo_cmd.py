@@ -27,11 +27,11 @@ def run_demo(settings: Settings, *, days: int, seed: int, console: Console) -> N
                     recorder, days=days, seed=seed,
                     progress=lambda done, _total: progress.update(task, completed=done),
                 )
-            backlog = services.runner.lag()
-            index_task = progress.add_task("indexing events", total=backlog)
-            services.runner.on_batch = lambda good, bad: progress.advance(index_task, good + bad)
-            services.runner.catch_up()
-            services.runner.on_batch = None
+            runner = services.embedded
+            index_task = progress.add_task("indexing events", total=runner.lag())
+            runner.on_batch = lambda good, bad: progress.advance(index_task, good + bad)
+            runner.catch_up()
+            runner.on_batch = None
         stats = services.reader.stats()
     finally:
         services.close()

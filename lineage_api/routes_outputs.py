@@ -63,7 +63,7 @@ def list_outputs(
 def stats(request: Request) -> dict[str, Any]:
     services = _services(request)
     # Lag first: counts read afterwards include at least everything the lag says is done.
-    lag, end = services.runner.lag(), services.log.end_offset()
+    lag, end = services.progress.lag(), services.progress.end_offset()
     return {**services.reader.stats(), "lag": lag, "log_end_offset": end}
 
 

@@ -33,7 +33,13 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(default=f"{TOPIC}.dlq", description="Where the worker puts records it cannot index")
     topic_partitions: int = Field(default=12, gt=0, description="Partitions `lineage topics create` makes")
     worker_group: str = Field(default="llm-lineage-indexer", description="The workers' Kafka consumer group")
-    worker_batch_seconds: float = Field(default=0.25, gt=0, description="Longest a worker waits to fill a batch")
+    worker_batch_seconds: float = Field(default=0.1, gt=0, description="Longest a worker waits to fill a batch")
+    worker_fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="Longest a worker's fetch waits for "
+                                      "new records (faust's own 1500 ms stalls partitions that are quiet)")
+    worker_index_threads: int = Field(default=2, ge=1, le=32, description="Threads a worker applies partitions "
+                                      "on, side by side (each holds an index connection)")
+    worker_session_timeout: float = Field(default=10.0, ge=1.0, description="Consumer group session timeout (s): "
+                                          "how soon a dead worker's partitions move to the others")
     s3_endpoint: str | None = Field(default=None, description="S3-compatible endpoint for s3:// archives (MinIO)")
     auto_migrate: bool = Field(default=True, description="Bring the index schema up to date when a process opens it")
 

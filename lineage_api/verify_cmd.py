@@ -4,45 +4,81 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine, select
 
 from lineage_api.settings import Settings
-from producers.log import ReadableEventLog, open_log
+from producers.log import LogRecord, ReadableEventLog, open_log
 from schemas.errors import ConfigError
+from streams import tables as t
 from streams.proofs import verify_proof
 from streams.signing import key_id_of, load_key_pem
 from streams.store import open_engine
-from streams.verify import verify_partition
+from streams.verify import Report, verify_partition
 
 
 def verify_store(settings: Settings, console: Console, trusted: dict[str, str] | None) -> int:
-    """Returns the number of problems found (0: everything verifies)."""
-    event_log = open_log(settings.resolved_log_url)
-    if not isinstance(event_log, ReadableEventLog):
-        raise ConfigError("lineage verify reads the embedded log; for Kafka, verify from the archive")
+    """Returns the number of problems found (0: everything verifies). Embedded: the SQLite log's one
+    partition. Production: every partition of the Kafka topic that the index has chained."""
     keys = trusted if trusted is not None else _own_keys(settings)
-    engine = open_engine(settings.resolved_index_url)
+    engine = open_engine(settings.resolved_index_url, migrate=settings.auto_migrate)
+    reports: list[Report] = []
     try:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("verifying records", total=event_log.end_offset())
-            report = verify_partition(event_log, engine, keys,
-                                      progress=lambda n: progress.advance(task, n))
+        for partition_log in _partition_logs(settings, engine):
+            try:
+                reports.append(_verify_one(partition_log, engine, keys, console))
+            finally:
+                partition_log.close()
     finally:
         engine.dispose()
-        event_log.close()
-    if report.ok:
-        console.print(f"[green]verified[/] {report.records} records, {report.checkpoints} signed checkpoints "
-                      f"and {report.outputs_checked} indexed outputs: no problems")
+    problems = [p for r in reports for p in r.problems]
+    if not problems:
+        console.print(f"[green]verified[/] {sum(r.records for r in reports)} records, "
+                      f"{sum(r.checkpoints for r in reports)} signed checkpoints and "
+                      f"{sum(r.outputs_checked for r in reports)} indexed outputs"
+                      f"{f' in {len(reports)} partitions' if len(reports) > 1 else ''}: no problems")
         return 0
-    console.print(f"[bold red]{len(report.problems)} problem(s)[/]; the first:")
-    console.print(f"  {report.problems[0]}")
-    for problem in report.problems[1:10]:
+    console.print(f"[bold red]{len(problems)} problem(s)[/]; the first:")
+    console.print(f"  {problems[0]}")
+    for problem in problems[1:10]:
         console.print(f"  also: {problem}")
-    return len(report.problems)
+    return len(problems)
+
+
+class _PartitionLog(Protocol):
+    partition: int
+
+    def read(self, offset: int, limit: int) -> Sequence[LogRecord]: ...
+    def end_offset(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def _partition_logs(settings: Settings, engine: Engine) -> list[_PartitionLog]:
+    url = settings.resolved_log_url
+    if url.startswith("kafka://"):
+        from producers.kafka_log import KafkaPartitionReader
+
+        with engine.connect() as conn:
+            chained = sorted(int(p) for p in conn.execute(select(t.chain_heads.c.log_partition)).scalars())
+        return [KafkaPartitionReader(url, p, topic=settings.topic) for p in chained]
+    event_log = open_log(url)
+    if not isinstance(event_log, ReadableEventLog):
+        event_log.close()
+        raise ConfigError(f"lineage verify cannot read records back from {url}")
+    return [event_log]
+
+
+def _verify_one(partition_log: _PartitionLog, engine: Engine, keys: dict[str, str], console: Console) -> Report:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"verifying partition {partition_log.partition}",
+                                 total=partition_log.end_offset())
+        return verify_partition(partition_log, engine, keys, progress=lambda n: progress.advance(task, n))
 
 
 def verify_proof_file(path: Path, console: Console, trusted: dict[str, str] | None, from_root: str | None) -> int:

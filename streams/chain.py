@@ -39,7 +39,11 @@ def extend_chain(
     head = conn.execute(select(c.tree_size, c.next_offset, c.frontier).where(c.log_partition == partition)).first()
     frontier = CompactRange.from_bytes(head.frontier) if head else CompactRange()
     next_offset = head.next_offset if head else 0
-    fresh = [(offset, raw) for offset, raw in records if offset >= next_offset]
+    fresh: list[tuple[int, bytes]] = []
+    for offset, raw in records:  # each offset once, in increasing order: one leaf per record
+        if offset >= next_offset:
+            fresh.append((offset, raw))
+            next_offset = offset + 1
     if not fresh:
         return frontier.size
     hashes = [leaf_hash(raw) for _, raw in fresh]

@@ -61,14 +61,21 @@ def load_or_create_key(path: Path) -> SigningKey:
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole beside the target, then linked into place: a process starting at the same moment (the
+    # API and a worker sharing a key volume) sees no key or the whole key, never a half-written file.
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return load_key_pem(path.read_bytes(), str(path))
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(aside, path)
+        except FileExistsError:  # another process created it first: use theirs
+            return load_key_pem(path.read_bytes(), str(path))
+    finally:
+        aside.unlink(missing_ok=True)
     return SigningKey.from_private(private)
 
 

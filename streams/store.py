@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from schemas.errors import ConfigError, IndexError_, IndexRejectedError
+from schemas.errors import ConfigError, IndexError_, IndexRejectedError, StalePositionError
 from streams import tables as t
 from streams.chain import extend_chain
 from streams.projector import RowBatch
@@ -29,8 +29,23 @@ class DeadLetter:
     raw: bytes
 
 
-def open_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs; creates the index tables if missing."""
+def open_engine(url: str, *, migrate: bool = True) -> Engine:
+    """An engine with the settings each backend needs, on a schema at the revision this code needs: `migrate`
+    upgrades a store that is behind (creating the tables of a new one), else ConfigError says how to."""
+    engine = create_index_engine(url)
+    from streams.migrate import ensure_schema  # alembic loads only when an index is opened
+
+    try:
+        ensure_schema(engine, auto=migrate)
+    except BaseException:
+        engine.dispose()  # the caller never gets the engine, so its pooled connections are closed here
+        raise
+    return engine
+
+
+def create_index_engine(url: str) -> Engine:
+    """The engine alone, with the settings each backend needs, and no look at the schema (`lineage db`
+    uses it to inspect and upgrade a store that is behind)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -38,20 +53,12 @@ def open_engine(url: str) -> Engine:
         # hide_parameters: error messages must not carry event bodies and prompt text into logs.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif url.startswith("postgresql"):
+        return engine
+    if url.startswith("postgresql"):
         if not url.startswith("postgresql+psycopg://"):
             raise ConfigError(f"use the psycopg 3 driver for PostgreSQL: postgresql+psycopg://… (got {url!r})")
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True)
-    else:
-        raise ConfigError(f"unsupported index URL {url!r}; use sqlite:///path/index.db or postgresql+psycopg://…")
-    try:
-        t.metadata.create_all(engine)
-        for table in t.metadata.sorted_tables:  # indexes added since a store was created (create_all skips them)
-            for index in table.indexes:
-                index.create(engine, checkfirst=True)
-    except SQLAlchemyError as exc:
-        raise IndexError_(f"cannot open the lineage index at {engine.url!r}: {exc}") from exc
-    return engine
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True)
+    raise ConfigError(f"unsupported index URL {url!r}; use sqlite:///path/index.db or postgresql+psycopg://…")
 
 
 class _Compiled:
@@ -118,10 +125,14 @@ class IndexStore:
 
     def apply(
         self, rows: RowBatch, *, partition: int, next_offset: int, dead_letters: Sequence[DeadLetter] = (),
-        chain: Sequence[tuple[int, bytes]] = (),
+        chain: Sequence[tuple[int, bytes]] = (), expect_position: int | None = None,
     ) -> None:
         """Write rows, dead letters, the batch's leaves in the partition's Merkle tree (`chain`: every log
-        record of the batch as (offset, exact bytes)) and the new position, in one transaction."""
+        record of the batch as (offset, exact bytes)) and the new position, in one transaction.
+
+        With `expect_position`, the stored position is locked first and must still be that value, or nothing
+        is written (StalePositionError): two consumers that both think they own a partition, as during a
+        rebalance, cannot both apply the same records."""
         now = time.time_ns() // 1000
         writes: list[tuple[str, list[dict[str, Any]]]] = [
             ("bundles", list(rows.bundles.values())),
@@ -140,6 +151,8 @@ class IndexStore:
         ]
         try:
             with self.engine.begin() as conn:
+                if expect_position is not None:
+                    self._check_position(conn, partition, expect_position)
                 for name, batch in writes:
                     if batch:
                         self._ignore[name].executemany(conn, batch)
@@ -151,5 +164,19 @@ class IndexStore:
                 })
         except (IntegrityError, DataError) as exc:
             raise IndexRejectedError(f"the lineage index refused the batch: {exc.orig}") from exc
+        except IndexError_:
+            raise
         except SQLAlchemyError as exc:
             raise IndexError_(f"cannot write to the lineage index: {exc}") from exc
+
+    def _check_position(self, conn: Connection, partition: int, expected: int) -> None:
+        c = t.positions.c
+        query = select(c.next_offset).where(c.projector == self.projector, c.log_partition == partition)
+        if conn.dialect.name == "sqlite":
+            # SQLite has no FOR UPDATE: a write statement takes the database's write lock for the transaction.
+            conn.exec_driver_sql("UPDATE consumer_positions SET next_offset = next_offset WHERE 0")
+        else:
+            query = query.with_for_update()
+        found = int(conn.execute(query).scalar() or 0)
+        if found != expected:
+            raise StalePositionError(partition, expected, found)

@@ -60,7 +60,7 @@ class _Child:
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self._starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_dir / f"{self.name}-{self._starts}.log", "wb")  # noqa: SIM115
+        self._log = open(self.log_dir / f"{self.name}-{self._starts}.log", "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
 

@@ -47,12 +47,15 @@ def postgres_database(pytestconfig: pytest.Config) -> Iterator[str]:
 
 @pytest.fixture
 def postgres_index_url(postgres_database: str) -> Iterator[str]:
-    """The session database with empty index tables for each test."""
+    """The session database with no index tables and no schema revision for each test (open_engine creates them)."""
     from sqlalchemy import create_engine
 
+    from streams.migrate import VERSION_TABLE
     from streams.tables import metadata
 
     engine = create_engine(postgres_database)
     metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
     engine.dispose()
     yield postgres_database

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,9 +108,12 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*lineage_command(), *args], capture_output=True, text=True, env=cli_env(),
-                          timeout=timeout, check=False)
+def run_cli(
+    *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`lineage ARGS` in a subprocess; `env` adds variables (LINEAGE_INDEX_URL, ...) to the clean cli_env()."""
+    return subprocess.run([*lineage_command(), *args], capture_output=True, text=True,
+                          env={**cli_env(), **(env or {})}, timeout=timeout, check=False)
 
 
 class LineageUp:

@@ -4,10 +4,12 @@ server that survives restarts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.brokers import MotoServer, TansuBroker, require_moto, require_tansu, running_broker, running_moto
+from tests.kafka.harness import Deployment
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,37 @@ def durable_broker(
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def fresh_index_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A PostgreSQL database of the test's own (a deployment's index), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import POSTGRES_ADMIN_URL, service_missing
+
+    name = f"lineage_kafka_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        service_missing(pytestconfig, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def deployment(kafka_broker: TansuBroker, fresh_index_url: str, tmp_path: Path) -> Iterator[Deployment]:
+    """Topics, a consumer group, an index database and a data dir of the test's own, on the shared broker;
+    the topics exist, the index schema is migrated."""
+    from streams.store import open_engine
+
+    dep = Deployment(kafka_broker.bootstrap, fresh_index_url, tmp_path / "data")
+    dep.create_topics()
+    open_engine(fresh_index_url).dispose()
+    yield dep
+    dep.close()
