@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from sqlalchemy import create_engine
 
 from streams import migrate
@@ -51,3 +52,19 @@ def test_db_upgrade_as_a_deploy_step_then_current(empty_postgres: str) -> None:
     now = run_cli("db", "current", env=env)
     assert now.returncode == 0 and now.stdout.strip() == f"{migrate.head()} (head)"
     assert run_cli("db", "upgrade", env=env).stdout.strip() == f"already at head {migrate.head()}"
+
+
+def test_event_bodies_are_stored_with_lz4_and_the_downgrade_restores_pglz(empty_postgres: str) -> None:
+    engine = create_engine(empty_postgres)
+    query = ("SELECT attcompression FROM pg_attribute WHERE attrelid = %(t)s::regclass AND attname = %(c)s")
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(query, {"t": "outputs", "c": "body"}).scalar() == "l"
+            assert conn.exec_driver_sql(query, {"t": "dead_letters", "c": "raw"}).scalar() == "l"
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0001")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(query, {"t": "outputs", "c": "body"}).scalar() == "p"
+    finally:
+        engine.dispose()
