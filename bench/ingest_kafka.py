@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--events", type=int, default=100_000, help="events to record (default 100000)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the event topic (default 4)")
     p.add_argument("--batch-size", type=int, default=2000, help="LINEAGE_RUNNER_BATCH_SIZE for both consumers")
-    p.add_argument("--batch-seconds", type=float, default=0.25, help="LINEAGE_WORKER_BATCH_SECONDS (default 0.25)")
+    p.add_argument("--batch-seconds", type=float, default=0.1, help="LINEAGE_WORKER_BATCH_SECONDS (default 0.1, as the worker)")
     p.add_argument("--workers", type=int, default=1, help="consumer processes per phase (default 1)")
     p.add_argument("--rounds", type=int, default=2,
                    help="catch-up rounds, each plain then faust (default 2; 0: end to end only)")

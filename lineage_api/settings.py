@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     worker_batch_seconds: float = Field(default=0.1, gt=0, description="Longest a worker waits to fill a batch")
     worker_fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="Longest a worker's fetch waits for "
                                       "new records (faust's own 1500 ms stalls partitions that are quiet)")
-    worker_index_threads: int = Field(default=2, ge=1, le=32, description="Threads a worker applies partitions "
+    worker_index_threads: int = Field(default=1, ge=1, le=32, description="Threads a worker applies partitions "
                                       "on, side by side (each holds an index connection)")
     worker_session_timeout: float = Field(default=10.0, ge=1.0, description="Consumer group session timeout (s): "
                                           "how soon a dead worker's partitions move to the others")
