@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -26,23 +27,32 @@ def service_missing(config: pytest.Config, what: str) -> None:
     pytest.skip(f"{what} not reachable")
 
 
-@pytest.fixture(scope="session")
-def postgres_database(pytestconfig: pytest.Config) -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session; yields its SQLAlchemy URL and drops it after."""
+@contextmanager
+def new_postgres_database(config: pytest.Config, prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database; yields its SQLAlchemy URL and drops it afterwards."""
     try:
         import psycopg
     except ImportError:
-        service_missing(pytestconfig, "psycopg (pip install -e '.[dev]')")
-    name = f"lineage_test_{uuid.uuid4().hex[:10]}"
+        service_missing(config, "psycopg (pip install -e '.[dev]')")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        service_missing(pytestconfig, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
+        service_missing(config, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    with new_postgres_database(pytestconfig, "lineage_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers import MotoServer, TansuBroker, require_moto, require_tansu, running_broker, running_moto
+from tests.conftest import new_postgres_database
 from tests.kafka.harness import Deployment
 
 
@@ -45,22 +46,8 @@ def durable_broker(
 @pytest.fixture
 def fresh_index_url(pytestconfig: pytest.Config) -> Iterator[str]:
     """A PostgreSQL database of the test's own (a deployment's index), dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import POSTGRES_ADMIN_URL, service_missing
-
-    name = f"lineage_kafka_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        service_missing(pytestconfig, f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc})")
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_postgres_database(pytestconfig, "lineage_kafka") as url:
+        yield url
 
 
 @pytest.fixture

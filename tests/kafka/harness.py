@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -156,6 +157,33 @@ def record_chains(recorder: Recorder, cycles: int, *, tag: str = "") -> list[str
             output=Output(text=f"system peak {4000 + k} MW"))
         outputs += [*regional, summary]
     return outputs
+
+
+class BackgroundRecording:
+    """Chains recorded on a thread, 20 at a time, until `stop()`; `recorded` lists their outputs."""
+
+    def __init__(self, deployment: Deployment, pause: float = 0.05) -> None:
+        self.deployment, self.pause = deployment, pause
+        self.recorded: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-recording")
+
+    def _run(self) -> None:
+        with self.deployment.recorder() as recorder:
+            k = 0
+            while not self._done.is_set():
+                self.recorded.extend(record_chains(recorder, 20, tag=f"r{k}-"))
+                k += 1
+                time.sleep(self.pause)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[str]:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(60)
+        return self.recorded
 
 
 def positions(engine: Engine) -> dict[int, int]:

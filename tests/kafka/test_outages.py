@@ -4,7 +4,6 @@ events indexed, no duplicates, no gaps."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,15 @@ import pytest
 from streams.store import open_engine
 from tests.brokers import TansuBroker
 from tests.conftest import service_missing
-from tests.kafka.harness import Deployment, WorkerProcess, assert_exact, positions, record_chains, wait_caught_up
+from tests.kafka.harness import (
+    BackgroundRecording,
+    Deployment,
+    WorkerProcess,
+    assert_exact,
+    positions,
+    record_chains,
+    wait_caught_up,
+)
 from tests.pg_server import PostgresServer, own_postgres, postgres_bin
 from tests.servers import wait_for
 
@@ -68,21 +75,10 @@ def test_postgres_crashed_and_restarted_under_load(kafka_broker: TansuBroker, ow
     dep.create_topics()
     open_engine(own_pg.url).dispose()
     worker = WorkerProcess(dep)
-    recorded: list[str] = []
-    done = threading.Event()
-
-    def keep_recording() -> None:
-        with dep.recorder() as recorder:
-            k = 0
-            while not done.is_set():
-                recorded.extend(record_chains(recorder, 20, tag=f"r{k}-"))
-                k += 1
-                time.sleep(0.02)
-
-    producer = threading.Thread(target=keep_recording)
+    traffic = BackgroundRecording(dep, pause=0.02)
     try:
         worker.wait_assigned()
-        producer.start()
+        traffic.start()
         engine = dep.engine()
         wait_for(lambda: True if sum(positions(engine).values()) > 300 else None, timeout=60,
                  what="the worker to index under load", interval=0.05)
@@ -91,14 +87,12 @@ def test_postgres_crashed_and_restarted_under_load(kafka_broker: TansuBroker, ow
         time.sleep(3)
         own_pg.start()
         time.sleep(2)
-        done.set()
-        producer.join(60)
+        recorded = traffic.stop()
         engine = dep.engine()
         wait_caught_up(engine, recorded, workers=[worker], timeout=180)
         assert_exact(engine, recorded, cycles=len(recorded) // 5)
         assert "index unavailable" in worker.output(), "the worker saw the outage and retried"
     finally:
-        done.set()
-        producer.join(60)
+        traffic.stop()
         worker.stop()
         dep.close()

@@ -4,12 +4,12 @@ same check: events sent == events indexed, no duplicates, no gaps in any partiti
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from tests.kafka.harness import (
+    BackgroundRecording,
     Deployment,
     WorkerProcess,
     assert_exact,
@@ -125,21 +125,10 @@ def test_two_workers_share_partitions_and_the_index_stays_exact_through_rebalanc
     engine = deployment.engine()
     first = WorkerProcess(deployment)
     workers = [first]
-    recorded: list[str] = []
-    done = threading.Event()
-
-    def keep_recording() -> None:
-        with deployment.recorder() as recorder:
-            k = 0
-            while not done.is_set():
-                recorded.extend(record_chains(recorder, 20, tag=f"r{k}-"))
-                k += 1
-                time.sleep(0.05)
-
+    traffic = BackgroundRecording(deployment)
     try:
         first.wait_assigned()
-        producer = threading.Thread(target=keep_recording)
-        producer.start()
+        traffic.start()
         time.sleep(2)
         second = WorkerProcess(deployment)  # joins: the group rebalances under load
         workers.append(second)
@@ -147,12 +136,11 @@ def test_two_workers_share_partitions_and_the_index_stays_exact_through_rebalanc
         time.sleep(3)
         first.kill()  # dies: its partitions move to the second worker after the session timeout
         time.sleep(2)
-        done.set()
-        producer.join(60)
+        recorded = traffic.stop()
         wait_caught_up(engine, recorded, workers=[second], timeout=180)
         assert_exact(engine, recorded, cycles=len(recorded) // 5)
         assert "assigned; resuming at index position" in second.output()
     finally:
-        done.set()
+        traffic.stop()
         for w in workers:
             w.stop()
