@@ -129,11 +129,6 @@ class KafkaEventLog:
             raise LogUnavailableError(f"Kafka topic {self.topic!r} is not usable ({why}); "
                                       "create it with `lineage topics create`")
 
-    def partitions(self) -> int:
-        self.probe()
-        meta = self._client().list_topics(topic=self.topic, timeout=_PROBE_SECONDS)
-        return len(meta.topics[self.topic].partitions)
-
     def end_offsets(self) -> dict[int, int]:
         """The topic's end offset (high watermark) per partition, for the API's view of index lag."""
         with self._lock:

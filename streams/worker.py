@@ -166,7 +166,6 @@ class Worker:
             parts = [tp.partition for tp in revoked if tp.topic == c.topic]
             await self._in_db(self.indexer.forget, parts)
 
-        self._index_agent = index
         return app
 
     async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
